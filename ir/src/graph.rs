@@ -1,0 +1,488 @@
+//! The Tensor IR graph: a DAG of [`Node`]s on petgraph's `StableDiGraph`, where an edge carries
+//! which output of its source feeds which operand of its target.
+
+use crate::dtype::{Secrecy, TensorType};
+use crate::error::IrError;
+use crate::infer::infer;
+use crate::op::Op;
+use crate::tensor::Tensor;
+use petgraph::Direction;
+use petgraph::stable_graph::{NodeIndex, StableDiGraph};
+use petgraph::visit::EdgeRef;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// One output of one node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ValueRef {
+    pub node: NodeIndex,
+    pub output: usize,
+}
+
+/// Where a node came from, for diagnostics.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SourceLocation {
+    /// An ONNX node, by its name (or `op_type#index` when the exporter left it unnamed).
+    Onnx { node: String },
+    /// A DSL statement.
+    Dsl {
+        file: String,
+        line: usize,
+        column: usize,
+    },
+    /// Made by a pass or by hand; the text says which.
+    Synthetic(String),
+}
+
+impl std::fmt::Display for SourceLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SourceLocation::Onnx { node } => write!(f, "{node}"),
+            SourceLocation::Dsl { file, line, column } => write!(f, "{file}:{line}:{column}"),
+            SourceLocation::Synthetic(what) => write!(f, "<{what}>"),
+        }
+    }
+}
+
+/// An operation with its typed, named outputs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Node {
+    pub op: Op,
+    pub source: SourceLocation,
+    /// Name of each output value (ONNX tensor names where the graph came from ONNX).
+    pub output_names: Vec<String>,
+    pub outputs: Vec<TensorType>,
+}
+
+/// The operand edge: output `output` of the source feeds operand `operand` of the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Operand {
+    pub output: usize,
+    pub operand: usize,
+}
+
+/// What a graph input is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum InputRole {
+    /// A per-call input.
+    Input,
+    /// KV-cache state carried across decode steps: replaced after each step by the named output.
+    State { output: String },
+}
+
+/// What a graph output is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OutputRole {
+    Output,
+    /// The next value of the named state input (the updated KV cache).
+    State {
+        input: String,
+    },
+}
+
+/// A graph input: an `Op::Input` node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GraphInput {
+    pub node: NodeIndex,
+    pub role: InputRole,
+}
+
+/// A named graph output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GraphOutput {
+    pub name: String,
+    pub value: ValueRef,
+    pub role: OutputRole,
+}
+
+/// A Tensor IR program: nodes, ordered inputs and named outputs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Graph {
+    pub name: String,
+    dag: StableDiGraph<Node, Operand>,
+    inputs: Vec<GraphInput>,
+    outputs: Vec<GraphOutput>,
+}
+
+impl Graph {
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            dag: StableDiGraph::new(),
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+        }
+    }
+
+    /// Adds a graph input of the given type.
+    pub fn add_input(
+        &mut self,
+        name: impl Into<String>,
+        ty: TensorType,
+        role: InputRole,
+        source: SourceLocation,
+    ) -> ValueRef {
+        let node = self.dag.add_node(Node {
+            op: Op::Input,
+            source,
+            output_names: vec![name.into()],
+            outputs: vec![ty],
+        });
+        self.inputs.push(GraphInput { node, role });
+        ValueRef { node, output: 0 }
+    }
+
+    /// Adds a public constant (a weight or a folded value).
+    pub fn add_constant(
+        &mut self,
+        name: impl Into<String>,
+        tensor: Tensor,
+        source: SourceLocation,
+    ) -> ValueRef {
+        let ty = TensorType::new(tensor.dtype(), tensor.shape().to_vec(), Secrecy::Public);
+        let node = self.dag.add_node(Node {
+            op: Op::Constant(tensor),
+            source,
+            output_names: vec![name.into()],
+            outputs: vec![ty],
+        });
+        ValueRef { node, output: 0 }
+    }
+
+    /// Adds an op applied to `operands`, inferring its output types.
+    ///
+    /// `output_names` names each output; missing names are derived from the source location.
+    ///
+    /// # Errors
+    /// [`IrError::Shape`] naming the node when shape inference rejects the operands, and
+    /// [`IrError::Malformed`] for an operand that does not exist.
+    pub fn add_node(
+        &mut self,
+        op: Op,
+        operands: &[ValueRef],
+        output_names: Vec<String>,
+        source: SourceLocation,
+    ) -> Result<Vec<ValueRef>, IrError> {
+        let types = operands
+            .iter()
+            .map(|v| self.value_type(*v).cloned())
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| IrError::Malformed(format!("{source}: operand does not exist")))?;
+        let outputs = infer(&op, &types).map_err(|e| IrError::Shape {
+            node: source.to_string(),
+            op: op.name(),
+            source: e,
+        })?;
+        let mut names = output_names;
+        for i in names.len()..outputs.len() {
+            names.push(format!("{source}:{i}"));
+        }
+        let node = self.dag.add_node(Node {
+            op,
+            source,
+            output_names: names,
+            outputs,
+        });
+        for (operand, value) in operands.iter().enumerate() {
+            self.dag.add_edge(
+                value.node,
+                node,
+                Operand {
+                    output: value.output,
+                    operand,
+                },
+            );
+        }
+        let count = self.dag[node].outputs.len();
+        Ok((0..count).map(|output| ValueRef { node, output }).collect())
+    }
+
+    /// Declares `value` a graph output.
+    pub fn add_output(&mut self, name: impl Into<String>, value: ValueRef, role: OutputRole) {
+        self.outputs.push(GraphOutput {
+            name: name.into(),
+            value,
+            role,
+        });
+    }
+
+    pub fn inputs(&self) -> &[GraphInput] {
+        &self.inputs
+    }
+
+    pub fn outputs(&self) -> &[GraphOutput] {
+        &self.outputs
+    }
+
+    pub fn node(&self, index: NodeIndex) -> &Node {
+        &self.dag[index]
+    }
+
+    /// Mutable access to a node, for passes that rename or re-attribute it. Changing its op so
+    /// that its output types change is the caller's responsibility to re-check.
+    pub fn node_mut(&mut self, index: NodeIndex) -> &mut Node {
+        &mut self.dag[index]
+    }
+
+    pub fn node_count(&self) -> usize {
+        self.dag.node_count()
+    }
+
+    /// Name of a graph input.
+    pub fn input_name(&self, input: &GraphInput) -> &str {
+        &self.dag[input.node].output_names[0]
+    }
+
+    /// Type of a graph input.
+    pub fn input_type(&self, input: &GraphInput) -> &TensorType {
+        &self.dag[input.node].outputs[0]
+    }
+
+    /// Type of a value, if it exists.
+    pub fn value_type(&self, value: ValueRef) -> Option<&TensorType> {
+        self.dag.node_weight(value.node)?.outputs.get(value.output)
+    }
+
+    /// Name of a value, if it exists.
+    pub fn value_name(&self, value: ValueRef) -> Option<&str> {
+        self.dag
+            .node_weight(value.node)?
+            .output_names
+            .get(value.output)
+            .map(String::as_str)
+    }
+
+    /// The value with this name.
+    pub fn find_value(&self, name: &str) -> Option<ValueRef> {
+        self.dag.node_indices().find_map(|node| {
+            self.dag[node]
+                .output_names
+                .iter()
+                .position(|n| n == name)
+                .map(|output| ValueRef { node, output })
+        })
+    }
+
+    /// The node's operands in order.
+    pub fn operands(&self, node: NodeIndex) -> Vec<ValueRef> {
+        let mut edges: Vec<(usize, ValueRef)> = self
+            .dag
+            .edges_directed(node, Direction::Incoming)
+            .map(|e| {
+                (
+                    e.weight().operand,
+                    ValueRef {
+                        node: e.source(),
+                        output: e.weight().output,
+                    },
+                )
+            })
+            .collect();
+        edges.sort_unstable_by_key(|(operand, _)| *operand);
+        edges.into_iter().map(|(_, v)| v).collect()
+    }
+
+    /// Nodes that read any output of `node`.
+    pub fn users(&self, node: NodeIndex) -> Vec<NodeIndex> {
+        let mut users: Vec<NodeIndex> = self
+            .dag
+            .neighbors_directed(node, Direction::Outgoing)
+            .collect();
+        users.sort_unstable();
+        users.dedup();
+        users
+    }
+
+    /// All nodes in a topological order (operands before users); ties broken by insertion order,
+    /// so the order is stable across runs.
+    pub fn topological_order(&self) -> Vec<NodeIndex> {
+        let mut pending: HashMap<NodeIndex, usize> = HashMap::new();
+        let mut ready = std::collections::BinaryHeap::new();
+        for node in self.dag.node_indices() {
+            let count = self.dag.edges_directed(node, Direction::Incoming).count();
+            if count == 0 {
+                ready.push(std::cmp::Reverse(node));
+            } else {
+                pending.insert(node, count);
+            }
+        }
+        let mut order = Vec::with_capacity(self.dag.node_count());
+        while let Some(std::cmp::Reverse(node)) = ready.pop() {
+            order.push(node);
+            for edge in self.dag.edges_directed(node, Direction::Outgoing) {
+                let count = pending.get_mut(&edge.target()).expect("counted");
+                *count -= 1;
+                if *count == 0 {
+                    ready.push(std::cmp::Reverse(edge.target()));
+                }
+            }
+        }
+        order
+    }
+
+    /// Removes every node that no output needs, except graph inputs, which are removed only
+    /// when `drop_unused_inputs` is set. Returns the number of nodes removed.
+    pub fn prune(&mut self, drop_unused_inputs: bool) -> usize {
+        let mut live: HashSet<NodeIndex> = HashSet::new();
+        let mut stack: Vec<NodeIndex> = self.outputs.iter().map(|o| o.value.node).collect();
+        while let Some(node) = stack.pop() {
+            if live.insert(node) {
+                stack.extend(self.dag.neighbors_directed(node, Direction::Incoming));
+            }
+        }
+        let inputs: HashSet<NodeIndex> = self.inputs.iter().map(|i| i.node).collect();
+        let dead: Vec<NodeIndex> = self
+            .dag
+            .node_indices()
+            .filter(|n| !live.contains(n) && (drop_unused_inputs || !inputs.contains(n)))
+            .collect();
+        for node in &dead {
+            self.dag.remove_node(*node);
+        }
+        self.inputs
+            .retain(|i| live.contains(&i.node) || !drop_unused_inputs);
+        dead.len()
+    }
+
+    /// The subgraph computing the named values (like `onnx.utils.extract_model`): those values
+    /// become the outputs, and every node and input they do not need is dropped. A state input
+    /// whose paired output is gone becomes a plain input.
+    ///
+    /// # Errors
+    /// [`IrError::UnknownValue`] for a name no value carries.
+    pub fn extract(&self, output_names: &[String]) -> Result<Graph, IrError> {
+        let mut graph = self.clone();
+        let mut outputs = Vec::with_capacity(output_names.len());
+        for name in output_names {
+            let value = self
+                .find_value(name)
+                .ok_or_else(|| IrError::UnknownValue(name.clone()))?;
+            let role = self
+                .outputs
+                .iter()
+                .find(|o| &o.name == name)
+                .map_or(OutputRole::Output, |o| o.role.clone());
+            outputs.push(GraphOutput {
+                name: name.clone(),
+                value,
+                role,
+            });
+        }
+        graph.outputs = outputs;
+        graph.prune(true);
+        let kept: HashSet<String> = graph.outputs.iter().map(|o| o.name.clone()).collect();
+        let input_names: HashSet<String> = graph
+            .inputs
+            .iter()
+            .map(|i| graph.input_name(i).to_string())
+            .collect();
+        for input in &mut graph.inputs {
+            if let InputRole::State { output } = &input.role
+                && !kept.contains(output)
+            {
+                input.role = InputRole::Input;
+            }
+        }
+        for output in &mut graph.outputs {
+            if let OutputRole::State { input } = &output.role
+                && !input_names.contains(input)
+            {
+                output.role = OutputRole::Output;
+            }
+        }
+        Ok(graph)
+    }
+
+    /// Number of nodes per op name, sorted by name.
+    pub fn op_histogram(&self) -> BTreeMap<String, usize> {
+        let mut histogram = BTreeMap::new();
+        for node in self.dag.node_weights() {
+            *histogram.entry(node.op.name()).or_insert(0) += 1;
+        }
+        histogram
+    }
+
+    /// Total bytes of constant tensors (weights and folded constants).
+    pub fn constant_bytes(&self) -> usize {
+        self.dag
+            .node_weights()
+            .map(|n| match &n.op {
+                Op::Constant(t) => t.size_bytes(),
+                _ => 0,
+            })
+            .sum()
+    }
+
+    /// Marks graph inputs as encrypted or public and re-derives every node's output secrecy.
+    pub fn set_input_secrecy(&mut self, secrecy_of: impl Fn(&str, &TensorType) -> Secrecy) {
+        for input in self.inputs.clone() {
+            let node = &mut self.dag[input.node];
+            node.outputs[0].secrecy = secrecy_of(&node.output_names[0], &node.outputs[0]);
+        }
+        for node in self.topological_order() {
+            if matches!(self.dag[node].op, Op::Input | Op::Constant(_)) {
+                continue;
+            }
+            let joined = Secrecy::join(
+                self.operands(node)
+                    .iter()
+                    .map(|v| self.value_type(*v).expect("operand exists").secrecy),
+            );
+            for ty in &mut self.dag[node].outputs {
+                ty.secrecy = joined;
+            }
+        }
+    }
+
+    /// Checks the graph's invariants: operands exist, every node's types equal what inference
+    /// gives, no cycle, outputs exist.
+    ///
+    /// # Errors
+    /// The first violation found.
+    pub fn verify(&self) -> Result<(), IrError> {
+        let order = self.topological_order();
+        if order.len() != self.dag.node_count() {
+            return Err(IrError::Malformed("the graph has a cycle".into()));
+        }
+        for node in order {
+            let n = &self.dag[node];
+            if n.output_names.len() != n.outputs.len() {
+                return Err(IrError::Malformed(format!(
+                    "{}: {} names for {} outputs",
+                    n.source,
+                    n.output_names.len(),
+                    n.outputs.len()
+                )));
+            }
+            if matches!(n.op, Op::Input | Op::Constant(_)) {
+                continue;
+            }
+            let types: Vec<TensorType> = self
+                .operands(node)
+                .iter()
+                .map(|v| self.value_type(*v).cloned())
+                .collect::<Option<_>>()
+                .ok_or_else(|| IrError::Malformed(format!("{}: dangling operand", n.source)))?;
+            let inferred = infer(&n.op, &types).map_err(|e| IrError::Shape {
+                node: n.source.to_string(),
+                op: n.op.name(),
+                source: e,
+            })?;
+            if inferred != n.outputs {
+                return Err(IrError::Malformed(format!(
+                    "{}: recorded types differ from inferred ones",
+                    n.source
+                )));
+            }
+        }
+        for output in &self.outputs {
+            if self.value_type(output.value).is_none() {
+                return Err(IrError::Malformed(format!(
+                    "output `{}` refers to a removed value",
+                    output.name
+                )));
+            }
+        }
+        Ok(())
+    }
+}
