@@ -1,1 +1,4 @@
-//! Cachemir compiler.
+//! Cachemir compiler: passes from Tensor IR to scheduled CKKS plans (filled by later issues),
+//! and the reference-evaluation tools `cachemirc import` / `cachemirc eval` build on.
+
+pub mod reference;

@@ -1,1 +1,242 @@
-fn main() {}
+//! `cachemirc`: the Cachemir compiler CLI.
+//!
+//! Exit codes: 0 success, 1 a failure while running, 2 bad input or usage (including commands
+//! that later issues implement).
+
+use anyhow::{Context, Result, bail};
+use cachemir_compiler::reference::{Case, compare, output_file_name, run_case};
+use cachemir_ir::npy::{read_npy, write_npy};
+use cachemir_ir::printer::print_graph;
+use cachemir_ir::Precision;
+use cachemir_onnx::{ImportOptions, Imported, import_file};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "cachemirc",
+    version,
+    about = "Compile transformer models into CKKS (FHE) plans",
+    after_help = "Examples:\n  \
+        cachemirc import minilm.onnx --dim batch=1 --dim sequence=16\n  \
+        cachemirc import model.onnx --dim batch=1 --dim sequence=16 --outputs /encoder/layer.0/output/LayerNorm/LayerNormalization_output_0 --emit ir\n  \
+        cachemirc eval tiny_llama_decode_step_p15_ts17.onnx --inputs models/tiny_llama_decode_step_p15_ts17/case0.json --out out/ --expect"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Import an ONNX model and print its Tensor IR summary (or the IR itself).
+    Import {
+        /// The `.onnx` file.
+        model: PathBuf,
+        #[command(flatten)]
+        import: ImportArgs,
+        /// What to print: the summary, the IR as text, or the IR as JSON (with weights).
+        #[arg(long, value_enum, default_value_t = Emit::Summary)]
+        emit: Emit,
+        /// Write to this file instead of standard output.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Run the reference interpreter on the inputs a case file lists and write each output as `.npy`.
+    Eval {
+        /// The `.onnx` file.
+        model: PathBuf,
+        /// A case file (`caseN.json`: inputs and expected outputs as `.npy`).
+        #[arg(long)]
+        inputs: PathBuf,
+        /// Folder to write `<output name>.npy` files to (`.` and `/` replaced by `_`).
+        #[arg(long)]
+        out: PathBuf,
+        /// Compare with the expected outputs the case file lists.
+        #[arg(long)]
+        expect: bool,
+        /// Float precision of the interpreter.
+        #[arg(long, value_enum, default_value_t = PrecisionArg::F64)]
+        precision: PrecisionArg,
+        #[command(flatten)]
+        import: ImportArgs,
+    },
+    /// Compile a model into an FHE plan (issues 6–8).
+    Compile {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Print a plan's depth / level / bootstrap / key / memory / latency report (issue 8).
+    Report {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Print a plan as a Graphviz graph (issue 8).
+    Dot {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+#[derive(Args)]
+struct ImportArgs {
+    /// Bind a symbolic dimension: `--dim sequence=16` (repeatable).
+    #[arg(long = "dim", value_name = "NAME=SIZE", value_parser = parse_dim)]
+    dims: Vec<(String, usize)>,
+    /// Keep only what these values need (comma-separated tensor names).
+    #[arg(long, value_delimiter = ',')]
+    outputs: Option<Vec<String>>,
+    /// Inputs to encrypt (comma-separated); default: float inputs are encrypted, integer inputs public.
+    #[arg(long, value_delimiter = ',')]
+    encrypted: Option<Vec<String>>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Emit {
+    Summary,
+    Ir,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PrecisionArg {
+    F32,
+    F64,
+}
+
+fn parse_dim(text: &str) -> Result<(String, usize), String> {
+    let (name, size) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}`: expected NAME=SIZE"))?;
+    let size = size
+        .parse()
+        .map_err(|_| format!("`{text}`: `{size}` is not a size"))?;
+    Ok((name.to_string(), size))
+}
+
+/// An error that is the user's input's fault (exit code 2).
+#[derive(Debug)]
+struct InputError(anyhow::Error);
+
+impl std::fmt::Display for InputError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#}", self.0)
+    }
+}
+
+impl std::error::Error for InputError {}
+
+fn input_error(e: impl Into<anyhow::Error>) -> anyhow::Error {
+    anyhow::Error::new(InputError(e.into()))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            if e.downcast_ref::<InputError>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::from(1)
+            }
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Import {
+            model,
+            import,
+            emit,
+            output,
+        } => {
+            let imported = import_model(&model, &import, HashMap::new())?;
+            let text = match emit {
+                Emit::Summary => imported.summary_text(),
+                Emit::Ir => print_graph(&imported.graph),
+                Emit::Json => serde_json::to_string(&imported.graph)?,
+            };
+            match output {
+                Some(path) => std::fs::write(&path, text)
+                    .with_context(|| format!("writing {}", path.display()))?,
+                None => print!("{text}"),
+            }
+            Ok(())
+        }
+        Command::Eval {
+            model,
+            inputs,
+            out,
+            expect,
+            precision,
+            import,
+        } => eval(&model, &inputs, &out, expect, precision, &import),
+        Command::Compile { .. } => not_yet("compile", "6-8"),
+        Command::Report { .. } => not_yet("report", "8"),
+        Command::Dot { .. } => not_yet("dot", "8"),
+    }
+}
+
+fn not_yet(command: &str, issue: &str) -> Result<()> {
+    Err(input_error(anyhow::anyhow!(
+        "`cachemirc {command}` is not yet implemented (issue {issue})"
+    )))
+}
+
+fn import_model(
+    model: &Path,
+    args: &ImportArgs,
+    input_shapes: HashMap<String, Vec<usize>>,
+) -> Result<Imported> {
+    let options = ImportOptions {
+        dims: args.dims.iter().cloned().collect(),
+        input_shapes,
+        outputs: args.outputs.clone(),
+        encrypted: args.encrypted.clone(),
+    };
+    import_file(model, &options)
+        .map_err(|e| input_error(anyhow::Error::new(e).context(format!("importing {}", model.display()))))
+}
+
+fn eval(
+    model: &Path,
+    case_path: &Path,
+    out: &Path,
+    expect: bool,
+    precision: PrecisionArg,
+    args: &ImportArgs,
+) -> Result<()> {
+    let case = Case::load(case_path).map_err(input_error)?;
+    let imported = import_model(model, args, case.input_shapes())?;
+    let precision = match precision {
+        PrecisionArg::F32 => Precision::F32,
+        PrecisionArg::F64 => Precision::F64,
+    };
+    let outputs = run_case(&imported.graph, &case, precision)?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    for output in imported.graph.outputs() {
+        let path = out.join(output_file_name(&output.name));
+        write_npy(&path, &outputs[&output.name])?;
+        println!("wrote {}", path.display());
+    }
+    if expect {
+        println!("{:<28} {:>14} {:>14} {:>12}", "output", "max abs err", "max rel err", "max |ref|");
+        for (name, path) in &case.expected {
+            let Some(actual) = outputs.get(name) else {
+                bail!("the case expects `{name}`, which the graph does not output");
+            };
+            let reference = read_npy(path).map_err(input_error)?;
+            let c = compare(name, actual, &reference, None).map_err(|m| input_error(anyhow::anyhow!(m)))?;
+            println!(
+                "{:<28} {:>14.3e} {:>14.3e} {:>12.4}",
+                c.name, c.max_abs_error, c.max_relative_error, c.max_abs_reference
+            );
+        }
+    }
+    Ok(())
+}

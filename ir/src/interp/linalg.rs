@@ -41,8 +41,8 @@ pub(super) fn matmul(a: &ArrayD<f64>, b: &ArrayD<f64>) -> Result<ArrayD<f64>, St
         let view = x
             .broadcast(IxDyn(&shape))
             .ok_or("operand does not broadcast")?;
-        view.to_owned()
-            .into_shape_with_order((count, rows, cols))
+        view.to_shape((count, rows, cols))
+            .map(|v| v.into_owned())
             .map_err(|e| e.to_string())
     };
     let a3 = stacked(&a.to_owned(), m, k)?;

@@ -1,0 +1,151 @@
+//! Reference cases: the `caseN.json` files of `../shared/models` (inputs and expected outputs as
+//! `.npy`), running the reference interpreter on them, and comparing against the expectations.
+
+use cachemir_ir::npy::read_npy;
+use ndarray::Dimension as _;
+use cachemir_ir::{Graph, Interpreter, IrError, Precision, Tensor};
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+/// Errors reading a case file or running it.
+#[derive(Debug, Error)]
+pub enum CaseError {
+    #[error("{path}: {message}")]
+    File { path: String, message: String },
+    #[error(transparent)]
+    Ir(#[from] IrError),
+}
+
+#[derive(Debug, Deserialize)]
+struct CaseFile {
+    inputs: Vec<CaseTensor>,
+    #[serde(default)]
+    outputs: Vec<CaseTensor>,
+}
+
+#[derive(Debug, Deserialize)]
+struct CaseTensor {
+    name: String,
+    file: String,
+}
+
+/// A reference case: named input tensors and the expected outputs' files.
+#[derive(Debug)]
+pub struct Case {
+    pub inputs: HashMap<String, Tensor>,
+    /// Expected output name → `.npy` path (read on demand: they can be large).
+    pub expected: Vec<(String, PathBuf)>,
+}
+
+impl Case {
+    /// Reads a case file; the `.npy` paths in it are relative to the file's folder.
+    ///
+    /// # Errors
+    /// [`CaseError::File`] naming the JSON or `.npy` file that is missing or malformed.
+    pub fn load(path: &Path) -> Result<Case, CaseError> {
+        let file_error = |message: String| CaseError::File {
+            path: path.display().to_string(),
+            message,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| file_error(e.to_string()))?;
+        let file: CaseFile = serde_json::from_str(&text).map_err(|e| file_error(e.to_string()))?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let mut inputs = HashMap::new();
+        for input in file.inputs {
+            inputs.insert(input.name, read_npy(&dir.join(&input.file))?);
+        }
+        let expected = file
+            .outputs
+            .into_iter()
+            .map(|o| (o.name, dir.join(o.file)))
+            .collect();
+        Ok(Case { inputs, expected })
+    }
+
+    /// The shape of every input, for binding symbolic dimensions at import.
+    pub fn input_shapes(&self) -> HashMap<String, Vec<usize>> {
+        self.inputs
+            .iter()
+            .map(|(name, t)| (name.clone(), t.shape().to_vec()))
+            .collect()
+    }
+}
+
+/// Runs `graph` on the case's inputs (those the graph reads).
+///
+/// # Errors
+/// Missing or mismatched inputs and run-time failures, naming the node.
+pub fn run_case(
+    graph: &Graph,
+    case: &Case,
+    precision: Precision,
+) -> Result<HashMap<String, Tensor>, CaseError> {
+    let wanted: std::collections::HashSet<&str> =
+        graph.inputs().iter().map(|i| graph.input_name(i)).collect();
+    let inputs: HashMap<String, Tensor> = case
+        .inputs
+        .iter()
+        .filter(|(name, _)| wanted.contains(name.as_str()))
+        .map(|(n, t)| (n.clone(), t.clone()))
+        .collect();
+    Ok(Interpreter::new(graph, precision).run(&inputs)?)
+}
+
+/// Error of one output against its reference.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Comparison {
+    pub name: String,
+    /// `max |y - ref|`.
+    pub max_abs_error: f64,
+    /// `max |y - ref| / max |ref|`.
+    pub max_relative_error: f64,
+    /// `max |ref|`.
+    pub max_abs_reference: f64,
+}
+
+/// Compares `actual` with `expected`, over the elements `keep` selects (all when `None`).
+///
+/// # Errors
+/// A message when the shapes differ.
+pub fn compare(
+    name: &str,
+    actual: &Tensor,
+    expected: &Tensor,
+    keep: Option<&dyn Fn(&[usize]) -> bool>,
+) -> Result<Comparison, String> {
+    if actual.shape() != expected.shape() {
+        return Err(format!(
+            "{name}: shape {:?}, reference {:?}",
+            actual.shape(),
+            expected.shape()
+        ));
+    }
+    let (a, e) = (actual.to_f64(), expected.to_f64());
+    let mut max_abs_error: f64 = 0.0;
+    let mut max_abs_reference: f64 = 0.0;
+    for ((index, &x), &y) in a.indexed_iter().zip(e.iter()) {
+        if keep.is_some_and(|k| !k(index.slice())) {
+            continue;
+        }
+        let error = (x - y).abs();
+        max_abs_error = if error.is_nan() { f64::INFINITY } else { max_abs_error.max(error) };
+        max_abs_reference = max_abs_reference.max(y.abs());
+    }
+    Ok(Comparison {
+        name: name.to_string(),
+        max_abs_error,
+        max_relative_error: if max_abs_reference > 0.0 {
+            max_abs_error / max_abs_reference
+        } else {
+            max_abs_error
+        },
+        max_abs_reference,
+    })
+}
+
+/// The file name `cachemirc eval` writes an output to: `.` and `/` become `_`.
+pub fn output_file_name(name: &str) -> String {
+    format!("{}.npy", name.replace(['.', '/'], "_"))
+}
