@@ -2,8 +2,8 @@
 //! `.npy`), running the reference interpreter on them, and comparing against the expectations.
 
 use cachemir_ir::npy::read_npy;
-use ndarray::Dimension as _;
 use cachemir_ir::{Graph, Interpreter, IrError, Precision, Tensor};
+use ndarray::Dimension as _;
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -130,7 +130,11 @@ pub fn compare(
             continue;
         }
         let error = (x - y).abs();
-        max_abs_error = if error.is_nan() { f64::INFINITY } else { max_abs_error.max(error) };
+        max_abs_error = if error.is_nan() {
+            f64::INFINITY
+        } else {
+            max_abs_error.max(error)
+        };
         max_abs_reference = max_abs_reference.max(y.abs());
     }
     Ok(Comparison {

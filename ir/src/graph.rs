@@ -344,20 +344,60 @@ impl Graph {
         dead.len()
     }
 
-    /// The subgraph computing the named values (like `onnx.utils.extract_model`): those values
-    /// become the outputs, and every node and input they do not need is dropped. A state input
-    /// whose paired output is gone becomes a plain input.
+    /// Turns the named value into a graph input of the same type: its users read the new input,
+    /// and whatever computed it is dropped by a later [`Graph::prune`].
     ///
     /// # Errors
     /// [`IrError::UnknownValue`] for a name no value carries.
-    pub fn extract(&self, output_names: &[String]) -> Result<Graph, IrError> {
+    pub fn cut_at(&mut self, name: &str) -> Result<ValueRef, IrError> {
+        let value = self
+            .find_value(name)
+            .ok_or_else(|| IrError::UnknownValue(name.to_string()))?;
+        let ty = self.value_type(value).expect("found").clone();
+        let uses: Vec<_> = self
+            .dag
+            .edges_directed(value.node, Direction::Outgoing)
+            .filter(|e| e.weight().output == value.output)
+            .map(|e| (e.id(), e.target(), e.weight().operand))
+            .collect();
+        let source = SourceLocation::Synthetic(format!("cut at {name}"));
+        let input = self.add_input(name, ty, InputRole::Input, source);
+        for (edge, target, operand) in uses {
+            self.dag.remove_edge(edge);
+            self.dag
+                .add_edge(input.node, target, Operand { output: 0, operand });
+        }
+        for output in &mut self.outputs {
+            if output.value == value {
+                output.value = input;
+            }
+        }
+        Ok(input)
+    }
+
+    /// The subgraph from `input_names` to `output_names` (like `onnx.utils.extract_model`):
+    /// the named inputs become graph inputs ([`Graph::cut_at`]), the named outputs become the
+    /// outputs, and every node and input they do not need is dropped. A state input whose paired
+    /// output is gone becomes a plain input.
+    ///
+    /// # Errors
+    /// [`IrError::UnknownValue`] for a name no value carries.
+    pub fn extract(
+        &self,
+        input_names: &[String],
+        output_names: &[String],
+    ) -> Result<Graph, IrError> {
         let mut graph = self.clone();
+        for name in input_names {
+            graph.cut_at(name)?;
+        }
+        let source = graph.clone();
         let mut outputs = Vec::with_capacity(output_names.len());
         for name in output_names {
-            let value = self
+            let value = source
                 .find_value(name)
                 .ok_or_else(|| IrError::UnknownValue(name.clone()))?;
-            let role = self
+            let role = source
                 .outputs
                 .iter()
                 .find(|o| &o.name == name)

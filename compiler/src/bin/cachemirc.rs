@@ -5,9 +5,9 @@
 
 use anyhow::{Context, Result, bail};
 use cachemir_compiler::reference::{Case, compare, output_file_name, run_case};
+use cachemir_ir::Precision;
 use cachemir_ir::npy::{read_npy, write_npy};
 use cachemir_ir::printer::print_graph;
-use cachemir_ir::Precision;
 use cachemir_onnx::{ImportOptions, Imported, import_file};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::collections::HashMap;
@@ -88,6 +88,10 @@ struct ImportArgs {
     /// Keep only what these values need (comma-separated tensor names).
     #[arg(long, value_delimiter = ',')]
     outputs: Option<Vec<String>>,
+    /// Make these values graph inputs, cutting off what computes them (comma-separated); with
+    /// `--outputs` this extracts e.g. one encoder layer.
+    #[arg(long, value_delimiter = ',')]
+    inputs_at: Vec<String>,
     /// Inputs to encrypt (comma-separated); default: float inputs are encrypted, integer inputs public.
     #[arg(long, value_delimiter = ',')]
     encrypted: Option<Vec<String>>,
@@ -197,10 +201,12 @@ fn import_model(
         dims: args.dims.iter().cloned().collect(),
         input_shapes,
         outputs: args.outputs.clone(),
+        inputs_at: args.inputs_at.clone(),
         encrypted: args.encrypted.clone(),
     };
-    import_file(model, &options)
-        .map_err(|e| input_error(anyhow::Error::new(e).context(format!("importing {}", model.display()))))
+    import_file(model, &options).map_err(|e| {
+        input_error(anyhow::Error::new(e).context(format!("importing {}", model.display())))
+    })
 }
 
 fn eval(
@@ -225,13 +231,17 @@ fn eval(
         println!("wrote {}", path.display());
     }
     if expect {
-        println!("{:<28} {:>14} {:>14} {:>12}", "output", "max abs err", "max rel err", "max |ref|");
+        println!(
+            "{:<28} {:>14} {:>14} {:>12}",
+            "output", "max abs err", "max rel err", "max |ref|"
+        );
         for (name, path) in &case.expected {
             let Some(actual) = outputs.get(name) else {
                 bail!("the case expects `{name}`, which the graph does not output");
             };
             let reference = read_npy(path).map_err(input_error)?;
-            let c = compare(name, actual, &reference, None).map_err(|m| input_error(anyhow::anyhow!(m)))?;
+            let c = compare(name, actual, &reference, None)
+                .map_err(|m| input_error(anyhow::anyhow!(m)))?;
             println!(
                 "{:<28} {:>14.3e} {:>14.3e} {:>12.4}",
                 c.name, c.max_abs_error, c.max_relative_error, c.max_abs_reference

@@ -12,7 +12,9 @@ pub enum OnnxError {
     Decode(String),
     #[error("the model has no graph")]
     NoGraph,
-    #[error("opset {version} of domain `{domain}` is not supported (supported: default domain, opset 13 to 20)")]
+    #[error(
+        "opset {version} of domain `{domain}` is not supported (supported: default domain, opset 13 to 20)"
+    )]
     UnsupportedOpset { domain: String, version: i64 },
     #[error("node `{node}`: op `{op_type}` (domain `{domain}`, opset {opset}) is not supported")]
     UnsupportedOp {
@@ -25,7 +27,9 @@ pub enum OnnxError {
     UnboundDimension { input: String, dim: String },
     #[error("input `{input}`: {message}")]
     InputShape { input: String, message: String },
-    #[error("node `{node}` ({op_type}): tensor `{name}` is neither an input, an initializer nor a node output")]
+    #[error(
+        "node `{node}` ({op_type}): tensor `{name}` is neither an input, an initializer nor a node output"
+    )]
     UnknownTensor {
         node: String,
         op_type: String,
@@ -41,7 +45,9 @@ pub enum OnnxError {
     Initializer { name: String, message: String },
     #[error("graph output `{0}` is not produced by any node, input or initializer")]
     UnknownOutput(String),
-    #[error("--outputs: no value named `{0}` survives import (folded away, or a typo)")]
+    #[error(
+        "--outputs/--inputs-at: no run-time value named `{0}` survives import (folded away, or a typo)"
+    )]
     UnknownExtractOutput(String),
     #[error(transparent)]
     Ir(#[from] IrError),

@@ -28,6 +28,9 @@ pub struct ImportOptions {
     pub input_shapes: HashMap<String, Vec<usize>>,
     /// Keep only what these values need (`--outputs`), like `onnx.utils.extract_model`.
     pub outputs: Option<Vec<String>>,
+    /// Values to turn into graph inputs (`--inputs-at`), cutting off what computed them; with
+    /// `outputs` this extracts a subgraph such as one encoder layer.
+    pub inputs_at: Vec<String>,
     /// Inputs to mark encrypted. `None`: float inputs (activations, KV cache) are encrypted and
     /// integer inputs (token ids, masks, positions) are public.
     pub encrypted: Option<Vec<String>>,
@@ -55,7 +58,8 @@ pub fn import_file(path: &Path, options: &ImportOptions) -> Result<Imported, Onn
 
 /// Imports an ONNX model from its serialized bytes (see [`import_file`]).
 pub fn import_bytes(bytes: &[u8], options: &ImportOptions) -> Result<Imported, OnnxError> {
-    let model = ModelProto::parse_from_bytes(bytes).map_err(|e| OnnxError::Decode(e.to_string()))?;
+    let model =
+        ModelProto::parse_from_bytes(bytes).map_err(|e| OnnxError::Decode(e.to_string()))?;
     let graph_proto = model.graph.as_ref().ok_or(OnnxError::NoGraph)?;
     if graph_proto.node.is_empty() && graph_proto.output.is_empty() {
         return Err(OnnxError::NoGraph);
@@ -72,12 +76,17 @@ pub fn import_bytes(bytes: &[u8], options: &ImportOptions) -> Result<Imported, O
     let folded_nodes = importer.folded_nodes;
     let mut graph = importer.graph;
     graph.prune(false);
-    if let Some(names) = &options.outputs {
-        graph = graph.extract(names).map_err(|e| match e {
-            IrError::UnknownValue(name) => OnnxError::UnknownExtractOutput(name),
-            other => OnnxError::Ir(other),
-        })?;
+    if options.outputs.is_some() || !options.inputs_at.is_empty() {
+        let default_outputs: Vec<String> = graph.outputs().iter().map(|o| o.name.clone()).collect();
+        let outputs = options.outputs.as_ref().unwrap_or(&default_outputs);
+        graph = graph
+            .extract(&options.inputs_at, outputs)
+            .map_err(|e| match e {
+                IrError::UnknownValue(name) => OnnxError::UnknownExtractOutput(name),
+                other => OnnxError::Ir(other),
+            })?;
     }
+    apply_secrecy(&mut graph, options.encrypted.as_deref())?;
     graph.verify()?;
     let mut onnx_ops = BTreeMap::new();
     for node in &graph_proto.node {
@@ -109,6 +118,32 @@ fn default_opset(model: &ModelProto) -> Result<i64, OnnxError> {
         });
     }
     Ok(version)
+}
+
+/// Marks the listed inputs encrypted (all others public), or by default the float inputs
+/// (activations, KV cache) encrypted and the integer ones (token ids, masks, positions) public.
+fn apply_secrecy(graph: &mut Graph, encrypted: Option<&[String]>) -> Result<(), OnnxError> {
+    if let Some(list) = encrypted {
+        let known: HashSet<&str> = graph.inputs().iter().map(|i| graph.input_name(i)).collect();
+        if let Some(unknown) = list.iter().find(|n| !known.contains(n.as_str())) {
+            return Err(OnnxError::InputShape {
+                input: unknown.clone(),
+                message: "--encrypted names no graph input".into(),
+            });
+        }
+    }
+    graph.set_input_secrecy(|name, ty| {
+        let encrypted = match encrypted {
+            Some(list) => list.iter().any(|n| n == name),
+            None => ty.dtype.is_float(),
+        };
+        if encrypted {
+            Secrecy::Encrypted
+        } else {
+            Secrecy::Public
+        }
+    });
+    Ok(())
 }
 
 /// Nodes in dependency order (the ONNX spec requires it, but not every tool obeys), each with
@@ -178,7 +213,11 @@ pub(crate) struct Importer {
 
 impl Importer {
     fn new(graph: &GraphProto, opset: i64) -> Self {
-        let name = if graph.name.is_empty() { "model".to_string() } else { graph.name.clone() };
+        let name = if graph.name.is_empty() {
+            "model".to_string()
+        } else {
+            graph.name.clone()
+        };
         Self {
             graph: Graph::new(name),
             slots: HashMap::new(),
@@ -192,13 +231,15 @@ impl Importer {
     fn add_initializers(&mut self, graph: &GraphProto) -> Result<(), OnnxError> {
         for t in &graph.initializer {
             let tensor = tensor_from_proto(t)?;
-            self.slots.insert(t.name.clone(), Slot::Constant(tensor.into()));
+            self.slots
+                .insert(t.name.clone(), Slot::Constant(tensor.into()));
         }
         Ok(())
     }
 
     fn add_inputs(&mut self, graph: &GraphProto, options: &ImportOptions) -> Result<(), OnnxError> {
-        let initializers: HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
+        let initializers: HashSet<&str> =
+            graph.initializer.iter().map(|t| t.name.as_str()).collect();
         let inputs: Vec<&ValueInfoProto> = graph
             .input
             .iter()
@@ -213,34 +254,21 @@ impl Importer {
             .collect();
         for input in inputs {
             let (dtype, shape) = input_type(input, &bindings)?;
-            let secrecy = match &options.encrypted {
-                Some(list) => {
-                    if list.contains(&input.name) { Secrecy::Encrypted } else { Secrecy::Public }
-                }
-                None => {
-                    if dtype.is_float() { Secrecy::Encrypted } else { Secrecy::Public }
-                }
-            };
             let role = match state_outputs.get(&input.name) {
-                Some(output) => InputRole::State { output: output.clone() },
+                Some(output) => InputRole::State {
+                    output: output.clone(),
+                },
                 None => InputRole::Input,
             };
             let value = self.graph.add_input(
                 input.name.clone(),
-                TensorType::new(dtype, shape, secrecy),
+                TensorType::new(dtype, shape, Secrecy::Public),
                 role,
-                SourceLocation::Onnx { node: format!("input {}", input.name) },
+                SourceLocation::Onnx {
+                    node: format!("input {}", input.name),
+                },
             );
             self.slots.insert(input.name.clone(), Slot::Value(value));
-        }
-        if let Some(list) = &options.encrypted {
-            let known: HashSet<&str> = self.graph.inputs().iter().map(|i| self.graph.input_name(i)).collect();
-            if let Some(unknown) = list.iter().find(|n| !known.contains(n.as_str())) {
-                return Err(OnnxError::InputShape {
-                    input: unknown.clone(),
-                    message: "--encrypted names no graph input".into(),
-                });
-            }
         }
         Ok(())
     }
@@ -279,7 +307,9 @@ impl Importer {
                 let v = self.graph.add_constant(
                     name,
                     (**t).clone(),
-                    SourceLocation::Onnx { node: name.to_string() },
+                    SourceLocation::Onnx {
+                        node: name.to_string(),
+                    },
                 );
                 self.materialized.insert(name.to_string(), v);
                 v
@@ -295,14 +325,19 @@ impl Importer {
     pub(crate) fn fresh_constant(&mut self, label: &str, tensor: Tensor) -> String {
         self.fresh += 1;
         let name = format!("{label}:const{}", self.fresh);
-        self.slots.insert(name.clone(), Slot::Constant(tensor.into()));
+        self.slots
+            .insert(name.clone(), Slot::Constant(tensor.into()));
         name
     }
 
     pub(crate) fn slot_type(&self, slot: &Slot) -> TensorType {
         match slot {
             Slot::Constant(t) => TensorType::new(t.dtype(), t.shape().to_vec(), Secrecy::Public),
-            Slot::Value(v) => self.graph.value_type(*v).expect("slot values exist").clone(),
+            Slot::Value(v) => self
+                .graph
+                .value_type(*v)
+                .expect("slot values exist")
+                .clone(),
         }
     }
 
@@ -321,20 +356,35 @@ impl Importer {
         let results: Vec<Slot> = match lowered {
             Lowered::Constants(tensors) => {
                 self.folded_nodes += 1;
-                tensors.into_iter().map(|t| Slot::Constant(t.into())).collect()
+                tensors
+                    .into_iter()
+                    .map(|t| Slot::Constant(t.into()))
+                    .collect()
             }
-            Lowered::Alias(names) => names
-                .iter()
-                .map(|n| self.slots[n].clone())
-                .collect(),
-            Lowered::Op(op, operand_names) => self.fold_or_emit(node, &label, op, &operand_names)?,
+            Lowered::Alias(names) => names.iter().map(|n| self.slots[n].clone()).collect(),
+            Lowered::Op(op, operand_names) => {
+                self.fold_or_emit(node, &label, op, &operand_names)?
+            }
+            Lowered::Broadcast(name, shape) => match self.slots[&name].clone() {
+                Slot::Constant(_) => {
+                    self.fold_or_emit(node, &label, Op::Expand { shape }, &[name])?
+                }
+                Slot::Value(v) => {
+                    let output = node.output.first().cloned().unwrap_or_default();
+                    vec![Slot::Value(self.replicate(v, &shape, &label, &output)?)]
+                }
+            },
         };
         let outputs: Vec<&String> = node.output.iter().filter(|o| !o.is_empty()).collect();
         if outputs.len() > results.len() {
             return Err(OnnxError::Node {
                 node: label,
                 op_type: node.op_type.clone(),
-                message: format!("{} outputs requested, {} supported", outputs.len(), results.len()),
+                message: format!(
+                    "{} outputs requested, {} supported",
+                    outputs.len(),
+                    results.len()
+                ),
             });
         }
         for (name, slot) in node.output.iter().zip(results) {
@@ -352,7 +402,10 @@ impl Importer {
         op: Op,
         operand_names: &[String],
     ) -> Result<Vec<Slot>, OnnxError> {
-        let slots: Vec<Slot> = operand_names.iter().map(|n| self.slots[n].clone()).collect();
+        let slots: Vec<Slot> = operand_names
+            .iter()
+            .map(|n| self.slots[n].clone())
+            .collect();
         let node_error = |message: String| OnnxError::Node {
             node: label.to_string(),
             op_type: node.op_type.clone(),
@@ -386,14 +439,68 @@ impl Importer {
             .zip(&slots)
             .map(|(name, slot)| self.materialize(name, slot))
             .collect();
-        let names: Vec<String> = node.output.iter().filter(|o| !o.is_empty()).cloned().collect();
+        let names: Vec<String> = node
+            .output
+            .iter()
+            .filter(|o| !o.is_empty())
+            .cloned()
+            .collect();
         let values = self.graph.add_node(
             op,
             &operands,
             names,
-            SourceLocation::Onnx { node: label.to_string() },
+            SourceLocation::Onnx {
+                node: label.to_string(),
+            },
         )?;
         Ok(values.into_iter().map(Slot::Value).collect())
+    }
+}
+
+impl Importer {
+    /// `value` broadcast to `shape` as explicit copies: a `Reshape` adding leading unit axes,
+    /// then per broadcast axis a `Concat` of the copies. The result is named `output`.
+    fn replicate(
+        &mut self,
+        value: ValueRef,
+        shape: &[usize],
+        label: &str,
+        output: &str,
+    ) -> Result<ValueRef, OnnxError> {
+        let source = || SourceLocation::Onnx {
+            node: label.to_string(),
+        };
+        let mut current = value;
+        let mut current_shape = self.graph.value_type(value).expect("exists").shape.clone();
+        let mut steps: Vec<(Op, usize)> = Vec::new();
+        if current_shape.len() < shape.len() {
+            let mut padded = vec![1; shape.len() - current_shape.len()];
+            padded.extend(&current_shape);
+            steps.push((
+                Op::Reshape {
+                    shape: padded.clone(),
+                },
+                1,
+            ));
+            current_shape = padded;
+        }
+        for (axis, (&have, &want)) in current_shape.iter().zip(shape).enumerate() {
+            if have == 1 && want > 1 {
+                steps.push((Op::Concat { axis: axis as i64 }, want));
+            }
+        }
+        let count = steps.len();
+        for (i, (op, copies)) in steps.into_iter().enumerate() {
+            let name = if i + 1 == count {
+                output.to_string()
+            } else {
+                format!("{output}:broadcast{i}")
+            };
+            current = self
+                .graph
+                .add_node(op, &vec![current; copies], vec![name], source())?[0];
+        }
+        Ok(current)
     }
 }
 
@@ -497,10 +604,13 @@ fn input_type(
         .into_iter()
         .map(|d| match d {
             Dim::Fixed(v) => Ok(v),
-            Dim::Symbol(s) => bindings.get(&s).copied().ok_or(OnnxError::UnboundDimension {
-                input: input.name.clone(),
-                dim: s,
-            }),
+            Dim::Symbol(s) => bindings
+                .get(&s)
+                .copied()
+                .ok_or(OnnxError::UnboundDimension {
+                    input: input.name.clone(),
+                    dim: s,
+                }),
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok((dtype, shape))
@@ -524,7 +634,10 @@ mod tests {
 
     #[test]
     fn state_names_pair_up() {
-        let inputs = vec!["input_ids".to_string(), "past_key_values.1.value".to_string()];
+        let inputs = vec![
+            "input_ids".to_string(),
+            "past_key_values.1.value".to_string(),
+        ];
         assert_eq!(
             state_input_for("present.1.value", &inputs).as_deref(),
             Some("past_key_values.1.value")

@@ -8,9 +8,7 @@ use crate::error::OnnxError;
 use crate::importer::{Importer, Slot};
 use crate::proto::{Attributes, dtype_from_onnx};
 use cachemir_ir::infer::{broadcast_shapes, normalize_axis};
-use cachemir_ir::{
-    BinaryOp, CompareOp, DType, GeluApproximation, Op, ReduceOp, Tensor, UnaryOp,
-};
+use cachemir_ir::{BinaryOp, CompareOp, DType, GeluApproximation, Op, ReduceOp, Tensor, UnaryOp};
 use ndarray::{ArrayD, IxDyn};
 use onnx_protobuf::NodeProto;
 
@@ -22,6 +20,9 @@ pub(crate) enum Lowered {
     Constants(Vec<Tensor>),
     /// The outputs are these tensors unchanged (Identity, Dropout at inference).
     Alias(Vec<String>),
+    /// The tensor broadcast to this shape (ONNX `Expand`): folded for constants, replicated by
+    /// `Concat` for run-time values so no `Expand` reaches the compiler.
+    Broadcast(String, Vec<usize>),
 }
 
 /// The node's inputs, with absent optional inputs as `None`.
@@ -33,7 +34,11 @@ struct Inputs<'a> {
 
 impl<'a> Inputs<'a> {
     fn name(&self, i: usize) -> Option<&'a str> {
-        self.node.input.get(i).map(String::as_str).filter(|n| !n.is_empty())
+        self.node
+            .input
+            .get(i)
+            .map(String::as_str)
+            .filter(|n| !n.is_empty())
     }
 
     fn required(&self, i: usize) -> Result<String, OnnxError> {
@@ -45,7 +50,8 @@ impl<'a> Inputs<'a> {
     fn slot(&self, i: usize) -> Result<&'a Slot, OnnxError> {
         let name = self.required(i)?;
         self.importer.slot(&name).ok_or_else(|| {
-            self.attributes.error(format!("input `{name}` is undefined"))
+            self.attributes
+                .error(format!("input `{name}` is undefined"))
         })
     }
 
@@ -71,11 +77,22 @@ impl<'a> Inputs<'a> {
     }
 
     fn all(&self) -> Vec<String> {
-        self.node.input.iter().filter(|n| !n.is_empty()).cloned().collect()
+        self.node
+            .input
+            .iter()
+            .filter(|n| !n.is_empty())
+            .cloned()
+            .collect()
     }
 
     fn first(&self, count: usize) -> Vec<String> {
-        self.node.input.iter().take(count).filter(|n| !n.is_empty()).cloned().collect()
+        self.node
+            .input
+            .iter()
+            .take(count)
+            .filter(|n| !n.is_empty())
+            .cloned()
+            .collect()
     }
 }
 
@@ -87,7 +104,11 @@ pub(crate) fn lower(
     label: &str,
 ) -> Result<Lowered, OnnxError> {
     let opset = importer.opset;
-    let inputs = Inputs { node, importer, attributes };
+    let inputs = Inputs {
+        node,
+        importer,
+        attributes,
+    };
     let op = |op: Op| Ok(Lowered::Op(op, inputs.all()));
     let unary = |u: UnaryOp| Ok(Lowered::Op(Op::Unary(u), inputs.first(1)));
     let binary = |b: BinaryOp| Ok(Lowered::Op(Op::Binary(b), inputs.first(2)));
@@ -101,7 +122,11 @@ pub(crate) fn lower(
         "And" => binary(BinaryOp::And),
         "Or" => binary(BinaryOp::Or),
         "Max" | "Min" => {
-            let b = if node.op_type == "Max" { BinaryOp::Max } else { BinaryOp::Min };
+            let b = if node.op_type == "Max" {
+                BinaryOp::Max
+            } else {
+                BinaryOp::Min
+            };
             match inputs.all().len() {
                 1 => Ok(Lowered::Alias(inputs.all())),
                 2 => binary(b),
@@ -150,7 +175,9 @@ pub(crate) fn lower(
         "Clip" => {
             let bound = |i: usize, attribute: &str| -> Result<Option<f64>, OnnxError> {
                 if opset < 11 {
-                    return Ok(attributes.has(attribute).then(|| attributes.float(attribute, 0.0)));
+                    return Ok(attributes
+                        .has(attribute)
+                        .then(|| attributes.float(attribute, 0.0)));
                 }
                 match inputs.name(i) {
                     Some(_) => Ok(inputs.constant(i, attribute)?.first_f64()),
@@ -167,7 +194,12 @@ pub(crate) fn lower(
             trans_a: attributes.int("transA", 0) != 0,
             trans_b: attributes.int("transB", 0) != 0,
         }),
-        "Softmax" => Ok(Lowered::Op(Op::Softmax { axis: attributes.int("axis", -1) }, inputs.first(1))),
+        "Softmax" => Ok(Lowered::Op(
+            Op::Softmax {
+                axis: attributes.int("axis", -1),
+            },
+            inputs.first(1),
+        )),
         "LayerNormalization" => {
             if node.output.iter().skip(1).any(|o| !o.is_empty()) {
                 return Err(attributes.error("the Mean and InvStdDev outputs are not supported"));
@@ -199,17 +231,25 @@ pub(crate) fn lower(
                 .map_err(|m| attributes.error(m))?;
             Ok(Lowered::Op(Op::Reshape { shape }, inputs.first(1)))
         }
-        "Flatten" => Ok(Lowered::Op(Op::Flatten { axis: attributes.int("axis", 1) }, inputs.first(1))),
+        "Flatten" => Ok(Lowered::Op(
+            Op::Flatten {
+                axis: attributes.int("axis", 1),
+            },
+            inputs.first(1),
+        )),
         "Expand" => {
             let input = inputs.shape(0)?;
             let target: Vec<usize> = inputs
                 .constant(1, "shape")?
                 .to_i64_vec()
                 .iter()
-                .map(|&d| usize::try_from(d).map_err(|_| attributes.error(format!("negative size {d}"))))
+                .map(|&d| {
+                    usize::try_from(d).map_err(|_| attributes.error(format!("negative size {d}")))
+                })
                 .collect::<Result<_, _>>()?;
-            let shape = broadcast_shapes(&input, &target).map_err(|e| attributes.error(e.to_string()))?;
-            Ok(Lowered::Op(Op::Expand { shape }, inputs.first(1)))
+            let shape =
+                broadcast_shapes(&input, &target).map_err(|e| attributes.error(e.to_string()))?;
+            Ok(Lowered::Broadcast(inputs.required(0)?, shape))
         }
         "Concat" => {
             if !attributes.has("axis") {
@@ -220,11 +260,14 @@ pub(crate) fn lower(
             if names.len() > 1 {
                 let axis = attributes.int("axis", 0);
                 let rank = inputs.shape(0)?.len();
-                let axis = normalize_axis(axis, rank).map_err(|e| attributes.error(e.to_string()))?;
+                let axis =
+                    normalize_axis(axis, rank).map_err(|e| attributes.error(e.to_string()))?;
                 let keep: Vec<String> = names
                     .iter()
                     .filter(|n| {
-                        importer.slot(n).is_none_or(|s| importer.slot_type(s).shape.get(axis) != Some(&0))
+                        importer
+                            .slot(n)
+                            .is_none_or(|s| importer.slot_type(s).shape.get(axis) != Some(&0))
                     })
                     .cloned()
                     .collect();
@@ -232,13 +275,23 @@ pub(crate) fn lower(
                     names = keep;
                 }
             }
-            Ok(Lowered::Op(Op::Concat { axis: attributes.int("axis", 0) }, names))
+            Ok(Lowered::Op(
+                Op::Concat {
+                    axis: attributes.int("axis", 0),
+                },
+                names,
+            ))
         }
         "Split" => {
             let axis = attributes.int("axis", 0);
             let shape = inputs.shape(0)?;
-            let dim = shape[normalize_axis(axis, shape.len()).map_err(|e| attributes.error(e.to_string()))?];
-            let explicit = if opset >= 13 { inputs.optional_ints(1, "split")? } else { attributes.ints("split") };
+            let dim = shape
+                [normalize_axis(axis, shape.len()).map_err(|e| attributes.error(e.to_string()))?];
+            let explicit = if opset >= 13 {
+                inputs.optional_ints(1, "split")?
+            } else {
+                attributes.ints("split")
+            };
             let sizes: Vec<usize> = match explicit {
                 Some(s) => s.iter().map(|&v| v.max(0) as usize).collect(),
                 None => {
@@ -251,7 +304,9 @@ pub(crate) fn lower(
                         return Err(attributes.error("split into 0 parts"));
                     }
                     let chunk = dim.div_ceil(parts);
-                    (0..parts).map(|p| chunk.min(dim.saturating_sub(p * chunk))).collect()
+                    (0..parts)
+                        .map(|p| chunk.min(dim.saturating_sub(p * chunk)))
+                        .collect()
                 }
             };
             Ok(Lowered::Op(Op::Split { axis, sizes }, inputs.first(1)))
@@ -262,10 +317,25 @@ pub(crate) fn lower(
             let axes = inputs
                 .optional_ints(3, "axes")?
                 .unwrap_or_else(|| (0..starts.len() as i64).collect());
-            let steps = inputs.optional_ints(4, "steps")?.unwrap_or_else(|| vec![1; starts.len()]);
-            Ok(Lowered::Op(Op::Slice { starts, ends, axes, steps }, inputs.first(1)))
+            let steps = inputs
+                .optional_ints(4, "steps")?
+                .unwrap_or_else(|| vec![1; starts.len()]);
+            Ok(Lowered::Op(
+                Op::Slice {
+                    starts,
+                    ends,
+                    axes,
+                    steps,
+                },
+                inputs.first(1),
+            ))
         }
-        "Gather" => Ok(Lowered::Op(Op::Gather { axis: attributes.int("axis", 0) }, inputs.first(2))),
+        "Gather" => Ok(Lowered::Op(
+            Op::Gather {
+                axis: attributes.int("axis", 0),
+            },
+            inputs.first(2),
+        )),
         "Squeeze" | "Unsqueeze" => {
             let axes = if opset >= 13 {
                 inputs.optional_ints(1, "axes")?
@@ -273,7 +343,9 @@ pub(crate) fn lower(
                 attributes.ints("axes")
             };
             let op = if node.op_type == "Squeeze" {
-                Op::Squeeze { axes: axes.unwrap_or_default() }
+                Op::Squeeze {
+                    axes: axes.unwrap_or_default(),
+                }
             } else {
                 Op::Unsqueeze {
                     axes: axes.ok_or_else(|| attributes.error("`axes` is required"))?,
@@ -293,12 +365,17 @@ pub(crate) fn lower(
             let clamp = |v: i64| (if v < 0 { v + rank } else { v }).clamp(0, rank) as usize;
             let start = clamp(attributes.int("start", 0));
             let end = clamp(attributes.int("end", rank));
-            let dims: Vec<i64> = shape[start..end.max(start)].iter().map(|&d| d as i64).collect();
+            let dims: Vec<i64> = shape[start..end.max(start)]
+                .iter()
+                .map(|&d| d as i64)
+                .collect();
             Ok(Lowered::Constants(vec![Tensor::from_i64s(&dims)]))
         }
         "Size" => {
             let count: usize = inputs.shape(0)?.iter().product();
-            Ok(Lowered::Constants(vec![Tensor::I64(ndarray::arr0(count as i64).into_dyn())]))
+            Ok(Lowered::Constants(vec![Tensor::I64(
+                ndarray::arr0(count as i64).into_dyn(),
+            )]))
         }
         "Constant" => Ok(Lowered::Constants(vec![constant_value(attributes)?])),
         "ConstantOfShape" => {
@@ -308,14 +385,18 @@ pub(crate) fn lower(
                 .iter()
                 .map(|&d| d.max(0) as usize)
                 .collect();
-            let value = attributes.tensor("value")?.unwrap_or_else(|| scalar(DType::F32, 0.0));
+            let value = attributes
+                .tensor("value")?
+                .unwrap_or_else(|| scalar(DType::F32, 0.0));
             Ok(Lowered::Constants(vec![fill(&value, &shape)]))
         }
         "Range" => {
             let start = inputs.constant(0, "start")?;
             let limit = inputs.constant(1, "limit")?;
             let delta = inputs.constant(2, "delta")?;
-            Ok(Lowered::Constants(vec![range(start, limit, delta).map_err(|m| attributes.error(m))?]))
+            Ok(Lowered::Constants(vec![
+                range(start, limit, delta).map_err(|m| attributes.error(m))?,
+            ]))
         }
         "DequantizeLinear" => {
             let x = inputs.constant(0, "x")?.to_f64();
@@ -365,7 +446,14 @@ fn reduce(
         return Ok(Lowered::Alias(inputs.first(1)));
     }
     let keep_dims = attributes.int("keepdims", 1) != 0;
-    Ok(Lowered::Op(Op::Reduce { op, axes, keep_dims }, inputs.first(1)))
+    Ok(Lowered::Op(
+        Op::Reduce {
+            op,
+            axes,
+            keep_dims,
+        },
+        inputs.first(1),
+    ))
 }
 
 /// A rank-0 tensor of the given type.
@@ -382,10 +470,22 @@ fn scalar(dtype: DType, value: f64) -> Tensor {
 fn fill(value: &Tensor, shape: &[usize]) -> Tensor {
     let dim = IxDyn(shape);
     match value {
-        Tensor::F32(a) => Tensor::F32(ArrayD::from_elem(dim, a.iter().next().copied().unwrap_or(0.0))),
-        Tensor::F64(a) => Tensor::F64(ArrayD::from_elem(dim, a.iter().next().copied().unwrap_or(0.0))),
-        Tensor::I64(a) => Tensor::I64(ArrayD::from_elem(dim, a.iter().next().copied().unwrap_or(0))),
-        Tensor::Bool(a) => Tensor::Bool(ArrayD::from_elem(dim, a.iter().next().copied().unwrap_or(false))),
+        Tensor::F32(a) => Tensor::F32(ArrayD::from_elem(
+            dim,
+            a.iter().next().copied().unwrap_or(0.0),
+        )),
+        Tensor::F64(a) => Tensor::F64(ArrayD::from_elem(
+            dim,
+            a.iter().next().copied().unwrap_or(0.0),
+        )),
+        Tensor::I64(a) => Tensor::I64(ArrayD::from_elem(
+            dim,
+            a.iter().next().copied().unwrap_or(0),
+        )),
+        Tensor::Bool(a) => Tensor::Bool(ArrayD::from_elem(
+            dim,
+            a.iter().next().copied().unwrap_or(false),
+        )),
     }
 }
 
@@ -400,16 +500,26 @@ fn range(start: &Tensor, limit: &Tensor, delta: &Tensor) -> Result<Tensor, Strin
     Ok(match start.dtype() {
         DType::I64 => {
             let (s, d) = (s as i64, d as i64);
-            Tensor::I64(ArrayD::from_shape_fn(IxDyn(&[count]), |i| s + d * i[0] as i64))
+            Tensor::I64(ArrayD::from_shape_fn(IxDyn(&[count]), |i| {
+                s + d * i[0] as i64
+            }))
         }
-        DType::F64 => Tensor::F64(ArrayD::from_shape_fn(IxDyn(&[count]), |i| s + d * i[0] as f64)),
-        _ => Tensor::F32(ArrayD::from_shape_fn(IxDyn(&[count]), |i| (s + d * i[0] as f64) as f32)),
+        DType::F64 => Tensor::F64(ArrayD::from_shape_fn(IxDyn(&[count]), |i| {
+            s + d * i[0] as f64
+        })),
+        _ => Tensor::F32(ArrayD::from_shape_fn(IxDyn(&[count]), |i| {
+            (s + d * i[0] as f64) as f32
+        })),
     })
 }
 
 /// Reshape's target resolved against the input shape: `0` copies the input dimension (unless
 /// `allowzero`), one `-1` takes what is left.
-fn resolve_reshape(input: &[usize], target: &[i64], allow_zero: bool) -> Result<Vec<usize>, String> {
+fn resolve_reshape(
+    input: &[usize],
+    target: &[i64],
+    allow_zero: bool,
+) -> Result<Vec<usize>, String> {
     let total: usize = input.iter().product();
     let mut shape = Vec::with_capacity(target.len());
     let mut infer_at = None;
@@ -419,16 +529,23 @@ fn resolve_reshape(input: &[usize], target: &[i64], allow_zero: bool) -> Result<
                 infer_at = Some(i);
                 shape.push(1);
             }
-            0 if !allow_zero => {
-                shape.push(*input.get(i).ok_or_else(|| format!("shape {target:?}: no input dimension {i} to copy"))?)
-            }
+            0 if !allow_zero => shape.push(
+                *input
+                    .get(i)
+                    .ok_or_else(|| format!("shape {target:?}: no input dimension {i} to copy"))?,
+            ),
             d if d >= 0 => shape.push(d as usize),
             _ => return Err(format!("invalid target shape {target:?}")),
         }
     }
     if let Some(i) = infer_at {
-        let known: usize = shape.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, &d)| d).product();
-        if known == 0 || total % known != 0 {
+        let known: usize = shape
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, &d)| d)
+            .product();
+        if known == 0 || !total.is_multiple_of(known) {
             return Err(format!("cannot reshape {input:?} to {target:?}"));
         }
         shape[i] = total / known;
@@ -444,10 +561,14 @@ fn constant_value(attributes: &Attributes) -> Result<Tensor, OnnxError> {
         return Ok(scalar(DType::F32, attributes.float("value_float", 0.0)));
     }
     if attributes.has("value_int") {
-        return Ok(Tensor::I64(ndarray::arr0(attributes.int("value_int", 0)).into_dyn()));
+        return Ok(Tensor::I64(
+            ndarray::arr0(attributes.int("value_int", 0)).into_dyn(),
+        ));
     }
     if let Some(v) = attributes.floats("value_floats") {
-        return Ok(Tensor::F32(ArrayD::from_shape_vec(IxDyn(&[v.len()]), v).expect("1-D")));
+        return Ok(Tensor::F32(
+            ArrayD::from_shape_vec(IxDyn(&[v.len()]), v).expect("1-D"),
+        ));
     }
     if let Some(v) = attributes.ints("value_ints") {
         return Ok(Tensor::from_i64s(&v));
@@ -461,7 +582,10 @@ mod tests {
 
     #[test]
     fn reshape_resolves_zero_and_minus_one() {
-        assert_eq!(resolve_reshape(&[1, 16, 384], &[0, 0, 12, -1], false).unwrap(), vec![1, 16, 12, 32]);
+        assert_eq!(
+            resolve_reshape(&[1, 16, 384], &[0, 0, 12, -1], false).unwrap(),
+            vec![1, 16, 12, 32]
+        );
         assert_eq!(resolve_reshape(&[2, 3], &[-1], false).unwrap(), vec![6]);
         assert!(resolve_reshape(&[2, 3], &[4, -1], false).is_err());
         assert!(resolve_reshape(&[2, 3], &[-1, -1], false).is_err());
@@ -469,7 +593,12 @@ mod tests {
 
     #[test]
     fn range_counts_like_onnx() {
-        let t = range(&Tensor::from_i64s(&[2]), &Tensor::from_i64s(&[9]), &Tensor::from_i64s(&[3])).unwrap();
+        let t = range(
+            &Tensor::from_i64s(&[2]),
+            &Tensor::from_i64s(&[9]),
+            &Tensor::from_i64s(&[3]),
+        )
+        .unwrap();
         assert_eq!(t.to_i64_vec(), vec![2, 5, 8]);
     }
 }

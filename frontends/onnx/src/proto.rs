@@ -63,8 +63,8 @@ pub fn tensor_from_proto(t: &TensorProto) -> Result<Tensor, OnnxError> {
         .map(|&d| usize::try_from(d).map_err(|_| err(format!("negative dimension {d}"))))
         .collect::<Result<Vec<usize>, _>>()?;
     let count: usize = shape.iter().product();
-    let data_type =
-        DataType::from_i32(t.data_type).ok_or_else(|| err(format!("unknown data type {}", t.data_type)))?;
+    let data_type = DataType::from_i32(t.data_type)
+        .ok_or_else(|| err(format!("unknown data type {}", t.data_type)))?;
     let raw = &t.raw_data;
     let check = |len: usize| {
         if len == count {
@@ -80,7 +80,11 @@ pub fn tensor_from_proto(t: &TensorProto) -> Result<Tensor, OnnxError> {
     macro_rules! from_raw {
         ($ty:ty, $width:expr) => {{
             if raw.len() % $width != 0 {
-                return Err(err(format!("raw data of {} bytes is not a multiple of {}", raw.len(), $width)));
+                return Err(err(format!(
+                    "raw data of {} bytes is not a multiple of {}",
+                    raw.len(),
+                    $width
+                )));
             }
             raw.chunks_exact($width)
                 .map(|c| <$ty>::from_le_bytes(c.try_into().expect("chunk width")))
@@ -89,13 +93,20 @@ pub fn tensor_from_proto(t: &TensorProto) -> Result<Tensor, OnnxError> {
     }
     let tensor = match data_type {
         DataType::FLOAT => {
-            let v = if raw.is_empty() { t.float_data.clone() } else { from_raw!(f32, 4) };
+            let v = if raw.is_empty() {
+                t.float_data.clone()
+            } else {
+                from_raw!(f32, 4)
+            };
             check(v.len())?;
             Tensor::F32(ArrayD::from_shape_vec(dim, v).map_err(array_err)?)
         }
         DataType::FLOAT16 => {
             let v: Vec<f32> = if raw.is_empty() {
-                t.int32_data.iter().map(|&b| half_to_f32(b as u16)).collect()
+                t.int32_data
+                    .iter()
+                    .map(|&b| half_to_f32(b as u16))
+                    .collect()
             } else {
                 from_raw!(u16, 2).into_iter().map(half_to_f32).collect()
             };
@@ -103,16 +114,29 @@ pub fn tensor_from_proto(t: &TensorProto) -> Result<Tensor, OnnxError> {
             Tensor::F32(ArrayD::from_shape_vec(dim, v).map_err(array_err)?)
         }
         DataType::DOUBLE => {
-            let v = if raw.is_empty() { t.double_data.clone() } else { from_raw!(f64, 8) };
+            let v = if raw.is_empty() {
+                t.double_data.clone()
+            } else {
+                from_raw!(f64, 8)
+            };
             check(v.len())?;
             Tensor::F64(ArrayD::from_shape_vec(dim, v).map_err(array_err)?)
         }
         DataType::INT64 => {
-            let v = if raw.is_empty() { t.int64_data.clone() } else { from_raw!(i64, 8) };
+            let v = if raw.is_empty() {
+                t.int64_data.clone()
+            } else {
+                from_raw!(i64, 8)
+            };
             check(v.len())?;
             Tensor::I64(ArrayD::from_shape_vec(dim, v).map_err(array_err)?)
         }
-        DataType::INT32 | DataType::INT16 | DataType::INT8 | DataType::UINT8 | DataType::UINT16 | DataType::BOOL => {
+        DataType::INT32
+        | DataType::INT16
+        | DataType::INT8
+        | DataType::UINT8
+        | DataType::UINT16
+        | DataType::BOOL => {
             let v: Vec<i64> = if raw.is_empty() {
                 t.int32_data.iter().map(|&v| v as i64).collect()
             } else {
@@ -126,7 +150,10 @@ pub fn tensor_from_proto(t: &TensorProto) -> Result<Tensor, OnnxError> {
             };
             check(v.len())?;
             if data_type == DataType::BOOL {
-                Tensor::Bool(ArrayD::from_shape_vec(dim, v.into_iter().map(|x| x != 0).collect()).map_err(array_err)?)
+                Tensor::Bool(
+                    ArrayD::from_shape_vec(dim, v.into_iter().map(|x| x != 0).collect())
+                        .map_err(array_err)?,
+                )
             } else {
                 Tensor::I64(ArrayD::from_shape_vec(dim, v).map_err(array_err)?)
             }
@@ -180,7 +207,8 @@ impl<'a> Attributes<'a> {
     }
 
     pub fn string(&self, name: &str) -> Option<String> {
-        self.find(name).map(|a| String::from_utf8_lossy(&a.s).into_owned())
+        self.find(name)
+            .map(|a| String::from_utf8_lossy(&a.s).into_owned())
     }
 
     pub fn tensor(&self, name: &str) -> Result<Option<Tensor>, OnnxError> {

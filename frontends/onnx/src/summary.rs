@@ -28,7 +28,11 @@ impl crate::Imported {
         let before: usize = s.onnx_ops.values().sum();
         let after = graph.op_histogram();
         let count_after: usize = after.values().sum();
-        let _ = writeln!(out, "model {} (opset {}, {})", graph.name, s.opset, s.producer);
+        let _ = writeln!(
+            out,
+            "model {} (opset {}, {})",
+            graph.name, s.opset, s.producer
+        );
         let _ = writeln!(
             out,
             "nodes: {before} ONNX nodes -> {count_after} IR nodes ({} folded at import)",
@@ -66,7 +70,11 @@ impl crate::Imported {
             .filter(|i| matches!(i.role, InputRole::State { .. }))
             .count();
         let _ = writeln!(out, "state tensors (KV cache): {states}");
-        let _ = writeln!(out, "weights and constants: {}", format_bytes(graph.constant_bytes()));
+        let _ = writeln!(
+            out,
+            "weights and constants: {}",
+            format_bytes(graph.constant_bytes())
+        );
         out
     }
 }
