@@ -105,6 +105,9 @@ pub struct Comparison {
     pub max_abs_reference: f64,
 }
 
+/// Selects, by multi-index, the elements a comparison covers (e.g. real-token rows only).
+pub type ElementFilter<'a> = &'a dyn Fn(&[usize]) -> bool;
+
 /// Compares `actual` with `expected`, over the elements `keep` selects (all when `None`).
 ///
 /// # Errors
@@ -113,7 +116,7 @@ pub fn compare(
     name: &str,
     actual: &Tensor,
     expected: &Tensor,
-    keep: Option<&dyn Fn(&[usize]) -> bool>,
+    keep: Option<ElementFilter>,
 ) -> Result<Comparison, String> {
     if actual.shape() != expected.shape() {
         return Err(format!(
