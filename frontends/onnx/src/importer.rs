@@ -526,7 +526,17 @@ fn bind_dimensions(
                 ),
             });
         }
-        for (dim, &size) in dims.iter().zip(shape) {
+        for (axis, (dim, &size)) in dims.iter().zip(shape).enumerate() {
+            if let Dim::Fixed(declared) = dim
+                && *declared != size
+            {
+                return Err(OnnxError::InputShape {
+                    input: input.name.clone(),
+                    message: format!(
+                        "axis {axis} is {declared} in the model, the given tensor has {size} (shape {shape:?})"
+                    ),
+                });
+            }
             if let Dim::Symbol(symbol) = dim {
                 match bindings.get(symbol) {
                     Some(&bound) if bound != size => {
