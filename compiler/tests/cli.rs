@@ -1,0 +1,108 @@
+//! The `cachemirc` binary as a user runs it: help, version, exit codes, import and eval.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn cachemirc(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cachemirc"))
+        .args(args)
+        .output()
+        .expect("cachemirc runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn models_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("CACHEMIR_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/models"));
+    if dir.join("manifest.json").is_file() {
+        Some(dir)
+    } else {
+        eprintln!("skipped: no reference models at {}", dir.display());
+        None
+    }
+}
+
+#[test]
+fn help_lists_commands_with_examples() {
+    let out = cachemirc(&["--help"]);
+    assert!(out.status.success());
+    let help = text(&out.stdout);
+    for command in ["import", "eval", "compile", "report", "dot", "Examples:"] {
+        assert!(help.contains(command), "--help lacks {command}:\n{help}");
+    }
+}
+
+#[test]
+fn version_is_the_crate_version() {
+    let out = cachemirc(&["--version"]);
+    assert!(out.status.success());
+    assert_eq!(text(&out.stdout).trim(), format!("cachemirc {}", env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn later_commands_fail_with_exit_code_2() {
+    for command in ["compile", "report", "dot"] {
+        let out = cachemirc(&[command, "model.onnx"]);
+        assert_eq!(out.status.code(), Some(2), "{command}");
+        assert!(text(&out.stderr).contains("not yet implemented"), "{command}");
+    }
+}
+
+#[test]
+fn unreadable_model_is_an_input_error() {
+    let out = cachemirc(&["import", "/nonexistent/model.onnx"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("/nonexistent/model.onnx"));
+}
+
+#[test]
+fn bad_dim_flag_is_a_usage_error() {
+    let out = cachemirc(&["import", "model.onnx", "--dim", "sequence"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("NAME=SIZE"));
+}
+
+#[test]
+fn eval_writes_every_output_and_compares() {
+    let Some(dir) = models_dir() else { return };
+    let out_dir = tempfile::tempdir().unwrap();
+    let model = dir.join("tiny_gpt2_decode_step_p15_ts17.onnx");
+    let case = dir.join("tiny_gpt2_decode_step_p15_ts17/case1.json");
+    let out = cachemirc(&[
+        "eval",
+        model.to_str().unwrap(),
+        "--inputs",
+        case.to_str().unwrap(),
+        "--out",
+        out_dir.path().to_str().unwrap(),
+        "--expect",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for file in ["logits.npy", "present_0_key.npy", "present_1_value.npy"] {
+        assert!(out_dir.path().join(file).is_file(), "{file} not written");
+    }
+    let report = text(&out.stdout);
+    let logits_error: f64 = report
+        .lines()
+        .find(|l| l.starts_with("logits "))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .expect("a logits row with its max abs error");
+    assert!(logits_error < 1e-4, "{report}");
+}
+
+#[test]
+fn import_summary_of_minilm_shows_folding() {
+    let Some(dir) = models_dir() else { return };
+    let model = dir.join("minilm_l6_dyn_ts17.onnx");
+    let out = cachemirc(&["import", model.to_str().unwrap(), "--dim", "batch=1", "--dim", "sequence=16"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let summary = text(&out.stdout);
+    let after = summary.split("ops after folding:").nth(1).unwrap();
+    assert!(!after.contains("Shape ") && !after.contains("Range"), "{summary}");
+    assert!(summary.contains("last_hidden_state            f32[1,16,384]"), "{summary}");
+}
