@@ -23,6 +23,8 @@ pub enum UnaryOp {
     Sigmoid,
     Sin,
     Cos,
+    Floor,
+    Ceil,
     /// Logical not (bool).
     Not,
 }

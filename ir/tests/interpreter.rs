@@ -61,7 +61,13 @@ fn max_difference(g: &mut Graph, a: ValueRef, b: ValueRef, inputs: HashMap<Strin
 fn gelu_and_silu_equal_their_formulas() {
     let mut g = Graph::new("activations");
     let x = input(&mut g, "x", &[3, 5]);
-    let gelu = op(&mut g, Op::Gelu { approximation: GeluApproximation::Erf }, &[x]);
+    let gelu = op(
+        &mut g,
+        Op::Gelu {
+            approximation: GeluApproximation::Erf,
+        },
+        &[x],
+    );
     // x/2 (1 + erf(x/√2)) from primitives.
     let inv_sqrt2 = constant(&mut g, "inv_sqrt2", std::f64::consts::FRAC_1_SQRT_2);
     let half = constant(&mut g, "half", 0.5);
@@ -86,8 +92,20 @@ fn gelu_and_silu_equal_their_formulas() {
 fn tanh_gelu_stays_close_to_erf_gelu() {
     let mut g = Graph::new("gelu");
     let x = input(&mut g, "x", &[64]);
-    let erf = op(&mut g, Op::Gelu { approximation: GeluApproximation::Erf }, &[x]);
-    let tanh = op(&mut g, Op::Gelu { approximation: GeluApproximation::Tanh }, &[x]);
+    let erf = op(
+        &mut g,
+        Op::Gelu {
+            approximation: GeluApproximation::Erf,
+        },
+        &[x],
+    );
+    let tanh = op(
+        &mut g,
+        Op::Gelu {
+            approximation: GeluApproximation::Tanh,
+        },
+        &[x],
+    );
     let inputs = HashMap::from([("x".to_string(), values(&[64], 2))]);
     let difference = max_difference(&mut g, erf, tanh, inputs);
     // The two GELUs differ by at most about 5e-4 on [-2, 2] (Hendrycks & Gimpel).
@@ -105,7 +123,11 @@ fn rms_norm_equals_its_decomposition() {
     let square = op(&mut g, Op::Binary(BinaryOp::Pow), &[x, two]);
     let mean = op(
         &mut g,
-        Op::Reduce { op: ReduceOp::Mean, axes: vec![-1], keep_dims: true },
+        Op::Reduce {
+            op: ReduceOp::Mean,
+            axes: vec![-1],
+            keep_dims: true,
+        },
         &[square],
     );
     let shifted = op(&mut g, Op::Binary(BinaryOp::Add), &[mean, eps]);
@@ -124,7 +146,16 @@ fn rope_equals_rotate_half_by_slicing() {
     let sin = g.add_constant("sin", values(&[3, 4], 6), here());
     let fused = op(&mut g, Op::Rope, &[x, cos, sin]);
     let slice = |g: &mut Graph, start, end| {
-        op(g, Op::Slice { starts: vec![start], ends: vec![end], axes: vec![-1], steps: vec![1] }, &[x])
+        op(
+            g,
+            Op::Slice {
+                starts: vec![start],
+                ends: vec![end],
+                axes: vec![-1],
+                steps: vec![1],
+            },
+            &[x],
+        )
     };
     let first = slice(&mut g, 0, 2);
     let second = slice(&mut g, 2, 4);
@@ -151,10 +182,22 @@ fn grouped_attention_equals_repeated_heads_with_matmuls() {
     let repeat = |g: &mut Graph, x| {
         let wide = op(g, Op::Unsqueeze { axes: vec![2] }, &[x]);
         let tiled = op(g, Op::Concat { axis: 2 }, &[wide, wide]);
-        op(g, Op::Reshape { shape: vec![1, heads, keys, dim] }, &[tiled])
+        op(
+            g,
+            Op::Reshape {
+                shape: vec![1, heads, keys, dim],
+            },
+            &[tiled],
+        )
     };
     let (k_full, v_full) = (repeat(&mut g, k), repeat(&mut g, v));
-    let k_t = op(&mut g, Op::Transpose { perm: vec![0, 1, 3, 2] }, &[k_full]);
+    let k_t = op(
+        &mut g,
+        Op::Transpose {
+            perm: vec![0, 1, 3, 2],
+        },
+        &[k_full],
+    );
     let scores = op(&mut g, Op::MatMul, &[q, k_t]);
     let scale_value = constant(&mut g, "scale", scale);
     let scaled = op(&mut g, Op::Binary(BinaryOp::Mul), &[scores, scale_value]);
@@ -190,10 +233,24 @@ fn run_one(op_: Op, x: Tensor) -> Tensor {
 #[test]
 fn slices_follow_onnx_clamping_and_negative_steps() {
     let x = Tensor::I64(ArrayD::from_shape_vec(IxDyn(&[6]), (0..6).collect()).unwrap());
-    let slice = |starts, ends, steps| Op::Slice { starts: vec![starts], ends: vec![ends], axes: vec![0], steps: vec![steps] };
-    assert_eq!(run_one(slice(-2, i64::MAX, 1), x.clone()).to_i64_vec(), vec![4, 5]);
-    assert_eq!(run_one(slice(i64::MAX, i64::MIN, -1), x.clone()).to_i64_vec(), vec![5, 4, 3, 2, 1, 0]);
-    assert_eq!(run_one(slice(5, 0, -2), x.clone()).to_i64_vec(), vec![5, 3, 1]);
+    let slice = |starts, ends, steps| Op::Slice {
+        starts: vec![starts],
+        ends: vec![ends],
+        axes: vec![0],
+        steps: vec![steps],
+    };
+    assert_eq!(
+        run_one(slice(-2, i64::MAX, 1), x.clone()).to_i64_vec(),
+        vec![4, 5]
+    );
+    assert_eq!(
+        run_one(slice(i64::MAX, i64::MIN, -1), x.clone()).to_i64_vec(),
+        vec![5, 4, 3, 2, 1, 0]
+    );
+    assert_eq!(
+        run_one(slice(5, 0, -2), x.clone()).to_i64_vec(),
+        vec![5, 3, 1]
+    );
     assert_eq!(run_one(slice(4, 2, 1), x).to_i64_vec(), Vec::<i64>::new());
 }
 
@@ -215,7 +272,10 @@ fn gather_wraps_negative_indices_and_rejects_out_of_range() {
     };
     let out = run(vec![-1, 3]).unwrap()["rows"].to_f64();
     assert_eq!(out.shape(), &[1, 2, 2]);
-    assert_eq!(out.slice(ndarray::s![0, 0, ..]), out.slice(ndarray::s![0, 1, ..]));
+    assert_eq!(
+        out.slice(ndarray::s![0, 0, ..]),
+        out.slice(ndarray::s![0, 1, ..])
+    );
     let error = run(vec![0, 4]).unwrap_err().to_string();
     assert!(error.contains("index 4 is out of range"), "{error}");
 }
@@ -229,8 +289,13 @@ fn wrong_input_shape_is_a_typed_error() {
     let error = Interpreter::new(&g, Precision::F64)
         .run(&HashMap::from([("x".to_string(), values(&[3, 2], 1))]))
         .unwrap_err();
-    assert_eq!(error.to_string(), "input `x`: expected f64[2, 3], got f64[3, 2]");
-    let missing = Interpreter::new(&g, Precision::F64).run(&HashMap::new()).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "input `x`: expected f64[2, 3], got f64[3, 2]"
+    );
+    let missing = Interpreter::new(&g, Precision::F64)
+        .run(&HashMap::new())
+        .unwrap_err();
     assert_eq!(missing.to_string(), "graph input `x` was not given");
 }
 
@@ -240,7 +305,14 @@ fn shape_errors_name_the_node() {
     let a = input(&mut g, "a", &[2, 3]);
     let b = input(&mut g, "b", &[4, 5]);
     let error = g
-        .add_node(Op::MatMul, &[a, b], vec![], SourceLocation::Onnx { node: "/layer/MatMul".into() })
+        .add_node(
+            Op::MatMul,
+            &[a, b],
+            vec![],
+            SourceLocation::Onnx {
+                node: "/layer/MatMul".into(),
+            },
+        )
         .unwrap_err();
     assert_eq!(
         error.to_string(),
@@ -257,7 +329,11 @@ fn f32_precision_rounds_every_result() {
         InputRole::Input,
         here(),
     );
-    let third = g.add_constant("third", Tensor::F32(ndarray::arr1(&[1.0f32 / 3.0]).into_dyn()), here());
+    let third = g.add_constant(
+        "third",
+        Tensor::F32(ndarray::arr1(&[1.0f32 / 3.0]).into_dyn()),
+        here(),
+    );
     let y = op(&mut g, Op::Binary(BinaryOp::Mul), &[x, third]);
     g.add_output("y", y, OutputRole::Output);
     let x = Tensor::F32(ndarray::arr1(&[3.0f32]).into_dyn());
@@ -273,22 +349,66 @@ fn graphs_round_trip_through_json_and_print_stably() {
     let past = g.add_input(
         "past",
         TensorType::new(DType::F64, vec![1, 2, 4], Secrecy::Encrypted),
-        InputRole::State { output: "present".into() },
+        InputRole::State {
+            output: "present".into(),
+        },
         here(),
     );
     let w = g.add_constant("w", values(&[4, 4], 13), here());
-    let y = g.add_node(Op::MatMul, &[x, w], vec!["y".into()], SourceLocation::Onnx { node: "/MatMul".into() }).unwrap()[0];
-    let row = g.add_node(Op::Unsqueeze { axes: vec![0] }, &[y], vec!["row".into()], here()).unwrap()[0];
-    let present = g.add_node(Op::Concat { axis: 1 }, &[past, row], vec!["present".into()], here()).unwrap()[0];
-    let parts = g.add_node(Op::Split { axis: 1, sizes: vec![1, 3] }, &[y], vec!["first".into(), "rest".into()], here()).unwrap();
+    let y = g
+        .add_node(
+            Op::MatMul,
+            &[x, w],
+            vec!["y".into()],
+            SourceLocation::Onnx {
+                node: "/MatMul".into(),
+            },
+        )
+        .unwrap()[0];
+    let row = g
+        .add_node(
+            Op::Unsqueeze { axes: vec![0] },
+            &[y],
+            vec!["row".into()],
+            here(),
+        )
+        .unwrap()[0];
+    let present = g
+        .add_node(
+            Op::Concat { axis: 1 },
+            &[past, row],
+            vec!["present".into()],
+            here(),
+        )
+        .unwrap()[0];
+    let parts = g
+        .add_node(
+            Op::Split {
+                axis: 1,
+                sizes: vec![1, 3],
+            },
+            &[y],
+            vec!["first".into(), "rest".into()],
+            here(),
+        )
+        .unwrap();
     g.add_output("rest", parts[1], OutputRole::Output);
-    g.add_output("present", present, OutputRole::State { input: "past".into() });
+    g.add_output(
+        "present",
+        present,
+        OutputRole::State {
+            input: "past".into(),
+        },
+    );
     g.verify().unwrap();
 
     let json = serde_json::to_string(&g).unwrap();
     let back: Graph = serde_json::from_str(&json).unwrap();
     back.verify().unwrap();
-    assert_eq!(cachemir_ir::printer::print_graph(&back), cachemir_ir::printer::print_graph(&g));
+    assert_eq!(
+        cachemir_ir::printer::print_graph(&back),
+        cachemir_ir::printer::print_graph(&g)
+    );
     insta::assert_snapshot!(cachemir_ir::printer::print_graph(&g));
 
     let inputs = HashMap::from([
@@ -296,7 +416,9 @@ fn graphs_round_trip_through_json_and_print_stably() {
         ("past".to_string(), values(&[1, 2, 4], 15)),
     ]);
     let a = Interpreter::new(&g, Precision::F64).run(&inputs).unwrap();
-    let b = Interpreter::new(&back, Precision::F64).run(&inputs).unwrap();
+    let b = Interpreter::new(&back, Precision::F64)
+        .run(&inputs)
+        .unwrap();
     assert_eq!(a["present"], b["present"]);
     assert_eq!(a["present"].shape(), &[1, 3, 4]);
 }

@@ -2,6 +2,7 @@
 //! inputs with bound dimensions, outputs and KV-cache state pairing.
 
 use crate::error::OnnxError;
+use crate::fold;
 use crate::ops::{Lowered, lower};
 use crate::proto::{Attributes, dtype_from_onnx, tensor_from_proto};
 use crate::summary::ImportSummary;
@@ -365,13 +366,31 @@ impl Importer {
             Lowered::Op(op, operand_names) => {
                 self.fold_or_emit(node, &label, op, &operand_names)?
             }
-            Lowered::Broadcast(name, shape) => match self.slots[&name].clone() {
-                Slot::Constant(_) => {
-                    self.fold_or_emit(node, &label, Op::Expand { shape }, &[name])?
+            Lowered::Replicate {
+                input,
+                leading_axes,
+                copies,
+            } => match self.slots[&input].clone() {
+                Slot::Constant(t) => {
+                    self.folded_nodes += 1;
+                    let t = fold::replicate(&t, leading_axes, &copies).map_err(|message| {
+                        OnnxError::Node {
+                            node: label.clone(),
+                            op_type: node.op_type.clone(),
+                            message,
+                        }
+                    })?;
+                    vec![Slot::Constant(t.into())]
                 }
                 Slot::Value(v) => {
                     let output = node.output.first().cloned().unwrap_or_default();
-                    vec![Slot::Value(self.replicate(v, &shape, &label, &output)?)]
+                    vec![Slot::Value(self.replicate(
+                        v,
+                        leading_axes,
+                        &copies,
+                        &label,
+                        &output,
+                    )?)]
                 }
             },
         };
@@ -458,12 +477,14 @@ impl Importer {
 }
 
 impl Importer {
-    /// `value` broadcast to `shape` as explicit copies: a `Reshape` adding leading unit axes,
-    /// then per broadcast axis a `Concat` of the copies. The result is named `output`.
+    /// `value` replicated as explicit copies (see [`Lowered::Replicate`]): a `Reshape` adding
+    /// `leading_axes` unit axes, then per repeated axis a `Concat` of the copies. The result is
+    /// named `output`.
     fn replicate(
         &mut self,
         value: ValueRef,
-        shape: &[usize],
+        leading_axes: usize,
+        copies: &[usize],
         label: &str,
         output: &str,
     ) -> Result<ValueRef, OnnxError> {
@@ -471,22 +492,15 @@ impl Importer {
             node: label.to_string(),
         };
         let mut current = value;
-        let mut current_shape = self.graph.value_type(value).expect("exists").shape.clone();
         let mut steps: Vec<(Op, usize)> = Vec::new();
-        if current_shape.len() < shape.len() {
-            let mut padded = vec![1; shape.len() - current_shape.len()];
-            padded.extend(&current_shape);
-            steps.push((
-                Op::Reshape {
-                    shape: padded.clone(),
-                },
-                1,
-            ));
-            current_shape = padded;
+        if leading_axes > 0 {
+            let mut padded = vec![1; leading_axes];
+            padded.extend(&self.graph.value_type(value).expect("exists").shape);
+            steps.push((Op::Reshape { shape: padded }, 1));
         }
-        for (axis, (&have, &want)) in current_shape.iter().zip(shape).enumerate() {
-            if have == 1 && want > 1 {
-                steps.push((Op::Concat { axis: axis as i64 }, want));
+        for (axis, &n) in copies.iter().enumerate() {
+            if n != 1 {
+                steps.push((Op::Concat { axis: axis as i64 }, n));
             }
         }
         let count = steps.len();

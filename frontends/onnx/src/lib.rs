@@ -15,6 +15,7 @@
 //! ```
 
 mod error;
+mod fold;
 mod importer;
 mod ops;
 mod proto;

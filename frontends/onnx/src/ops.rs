@@ -5,6 +5,7 @@
 //! once folding has run; they become static attributes of the IR op.
 
 use crate::error::OnnxError;
+use crate::fold;
 use crate::importer::{Importer, Slot};
 use crate::proto::{Attributes, dtype_from_onnx};
 use cachemir_ir::infer::{broadcast_shapes, normalize_axis};
@@ -20,9 +21,14 @@ pub(crate) enum Lowered {
     Constants(Vec<Tensor>),
     /// The outputs are these tensors unchanged (Identity, Dropout at inference).
     Alias(Vec<String>),
-    /// The tensor broadcast to this shape (ONNX `Expand`): folded for constants, replicated by
-    /// `Concat` for run-time values so no `Expand` reaches the compiler.
-    Broadcast(String, Vec<usize>),
+    /// The tensor with `leading_axes` unit axes prepended, then repeated `copies[axis]` times
+    /// along each axis (`Expand`, `Tile`): folded for constants, a `Reshape` and `Concat`s of
+    /// copies for run-time values, so no broadcast op reaches the compiler.
+    Replicate {
+        input: String,
+        leading_axes: usize,
+        copies: Vec<usize>,
+    },
 }
 
 /// The node's inputs, with absent optional inputs as `None`.
@@ -150,6 +156,8 @@ pub(crate) fn lower(
         "Sigmoid" => unary(UnaryOp::Sigmoid),
         "Sin" => unary(UnaryOp::Sin),
         "Cos" => unary(UnaryOp::Cos),
+        "Floor" => unary(UnaryOp::Floor),
+        "Ceil" => unary(UnaryOp::Ceil),
         "Relu" => {
             let x = inputs.required(0)?;
             let dtype = importer.slot_type(inputs.slot(0)?).dtype;
@@ -249,7 +257,72 @@ pub(crate) fn lower(
                 .collect::<Result<_, _>>()?;
             let shape =
                 broadcast_shapes(&input, &target).map_err(|e| attributes.error(e.to_string()))?;
-            Ok(Lowered::Broadcast(inputs.required(0)?, shape))
+            let leading_axes = shape.len() - input.len();
+            let copies = shape
+                .iter()
+                .enumerate()
+                .map(
+                    |(axis, &want)| match axis.checked_sub(leading_axes).map(|a| input[a]) {
+                        Some(have) if have == want => 1,
+                        _ => want,
+                    },
+                )
+                .collect();
+            Ok(Lowered::Replicate {
+                input: inputs.required(0)?,
+                leading_axes,
+                copies,
+            })
+        }
+        "Tile" => {
+            let rank = inputs.shape(0)?.len();
+            let copies: Vec<usize> = inputs
+                .constant(1, "repeats")?
+                .to_i64_vec()
+                .iter()
+                .map(|&r| {
+                    usize::try_from(r).map_err(|_| attributes.error(format!("negative repeat {r}")))
+                })
+                .collect::<Result<_, _>>()?;
+            if copies.len() != rank {
+                return Err(attributes.error(format!("{} repeats for rank {rank}", copies.len())));
+            }
+            Ok(Lowered::Replicate {
+                input: inputs.required(0)?,
+                leading_axes: 0,
+                copies,
+            })
+        }
+        "Trilu" => {
+            let k = match inputs.name(1) {
+                Some(_) => inputs.constant(1, "k")?.first_f64().unwrap_or(0.0) as i64,
+                None => 0,
+            };
+            let upper = attributes.int("upper", 1) != 0;
+            let x = inputs.constant(0, "input (Trilu is folded only)")?;
+            Ok(Lowered::Constants(vec![
+                fold::trilu(x, upper, k).map_err(|m| attributes.error(m))?,
+            ]))
+        }
+        "CumSum" => {
+            let x = inputs.constant(0, "x (CumSum is folded only)")?;
+            let axis = inputs.constant(1, "axis")?.first_f64().unwrap_or(0.0) as i64;
+            let exclusive = attributes.int("exclusive", 0) != 0;
+            let reverse = attributes.int("reverse", 0) != 0;
+            Ok(Lowered::Constants(vec![
+                fold::cumsum(x, axis, exclusive, reverse).map_err(|m| attributes.error(m))?,
+            ]))
+        }
+        "ScatterND" => {
+            if attributes.string("reduction").is_some_and(|r| r != "none") {
+                return Err(attributes.error("only reduction `none` is supported"));
+            }
+            let data = inputs.constant(0, "data (ScatterND is folded only)")?;
+            let indices = inputs.constant(1, "indices")?;
+            let updates = inputs.constant(2, "updates")?;
+            Ok(Lowered::Constants(vec![
+                fold::scatter_nd(data, indices, updates).map_err(|m| attributes.error(m))?,
+            ]))
         }
         "Concat" => {
             if !attributes.has("axis") {

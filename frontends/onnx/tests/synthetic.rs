@@ -391,3 +391,72 @@ fn initializer_with_wrong_data_length_is_reported() {
         "{error}"
     );
 }
+
+#[test]
+fn expand_and_tile_of_run_time_values_become_copies() {
+    // y = Tile(Expand(x, [2, 1, 4]), [1, 1, 2]): [1,4] → [2,1,4] → [2,1,8].
+    let m = model(
+        vec![
+            node("Expand", "expand", &["x", "target"], &["wide"], vec![]),
+            node("Tile", "tile", &["wide", "repeats"], &["y"], vec![]),
+        ],
+        vec![
+            int_tensor("target", &[2, 1, 4]),
+            int_tensor("repeats", &[1, 1, 2]),
+        ],
+        17,
+    );
+    let imported = import_bytes(&bytes(&m), &options_with_batch(1)).unwrap();
+    let histogram = imported.graph.op_histogram();
+    assert!(!histogram.contains_key("Expand") && !histogram.contains_key("Tile"));
+    assert_eq!(histogram["Concat"], 2);
+    let x = Tensor::F32(ArrayD::from_shape_vec(IxDyn(&[1, 4]), vec![1.0, 2.0, 3.0, 4.0]).unwrap());
+    let out = Interpreter::new(&imported.graph, Precision::F64)
+        .run(&HashMap::from([("x".to_string(), x)]))
+        .unwrap();
+    assert_eq!(out["y"].shape(), &[2, 1, 8]);
+    let expected: Vec<f64> = [1.0, 2.0, 3.0, 4.0].repeat(4);
+    assert_eq!(
+        out["y"].to_f64().iter().copied().collect::<Vec<_>>(),
+        expected
+    );
+}
+
+#[test]
+fn mask_building_ops_on_constants_fold() {
+    // A causal mask the dynamo exporter's way: Trilu of a constant, then Where into the scores.
+    let m = model(
+        vec![
+            node(
+                "Trilu",
+                "triu",
+                &["ones"],
+                &["upper"],
+                vec![int_attribute("upper", 1)],
+            ),
+            node(
+                "Cast",
+                "to_bool",
+                &["upper"],
+                &["blocked"],
+                vec![int_attribute("to", 9)],
+            ),
+            node(
+                "Where",
+                "mask",
+                &["blocked", "minus_inf", "x"],
+                &["y"],
+                vec![],
+            ),
+        ],
+        vec![
+            float_tensor("ones", &[4, 4], &[1.0; 16]),
+            float_tensor("minus_inf", &[], &[f32::MIN]),
+        ],
+        17,
+    );
+    let imported = import_bytes(&bytes(&m), &options_with_batch(4)).unwrap();
+    let histogram = imported.graph.op_histogram();
+    assert!(!histogram.contains_key("Trilu") && !histogram.contains_key("Cast"));
+    assert_eq!(imported.summary.folded_nodes, 2);
+}

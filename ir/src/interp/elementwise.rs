@@ -44,6 +44,8 @@ pub(super) fn unary(op: UnaryOp, x: &Value) -> Result<Value, String> {
         UnaryOp::Sigmoid => sigmoid,
         UnaryOp::Sin => f64::sin,
         UnaryOp::Cos => f64::cos,
+        UnaryOp::Floor => f64::floor,
+        UnaryOp::Ceil => f64::ceil,
         UnaryOp::Not => return Err("Not needs a bool operand".into()),
     };
     Ok(Value::Float(a.mapv(f)))
