@@ -1,0 +1,141 @@
+//! Hybrid key switching (Han–Ki, "Better bootstrapping for approximate homomorphic encryption",
+//! CT-RSA 2020, §3; RNS form of Cheon–Han–Kim–Kim–Song, SAC 2018):
+//!
+//! 1. **Decompose** d ∈ R_{Q_ℓ} (NTT form) into digits d_j = d mod Q_j (α consecutive limbs) and
+//!    ModUp each digit to Q_ℓ·P by fast basis conversion (one INTT of d, one NTT per new limb).
+//! 2. **Inner product** with the key: (Σ_j D_j·b_j, Σ_j D_j·a_j) over Q_ℓ·P.
+//! 3. **ModDown** each result: (x − Conv_{P→Q}([x]_P))·P^{-1}, dividing the key noise by P.
+//!
+//! Step 1 does not depend on the key, so rotations of one ciphertext share it (hoisting).
+
+use rayon::prelude::*;
+
+use crate::context::CkksContext;
+use crate::keys::SwitchingKey;
+use crate::ring::poly::RnsPoly;
+
+/// The ModUp'ed digits of a polynomial: `digits[j]` has ℓ + 1 + K limbs (NTT form) over
+/// q_0 … q_ℓ, p_0 … p_{K−1}.
+#[derive(Debug, Clone)]
+pub struct Decomposed {
+    pub(crate) level: usize,
+    pub(crate) digits: Vec<RnsPoly>,
+}
+
+/// Decomposes and ModUps `c` (NTT form, ℓ + 1 limbs).
+pub(crate) fn decompose(ctx: &CkksContext, c: &RnsPoly, level: usize) -> Decomposed {
+    let n = ctx.n();
+    let alpha = ctx.params().alpha();
+    let k = ctx.num_special();
+    let ext = level + 1 + k;
+    let q_tables = ctx.q_tables(level);
+    let ext_tables = ctx.ext_tables(level);
+    let mut coeff = c.prefix(level + 1);
+    coeff.intt(&q_tables);
+    let num_digits = (level + 1).div_ceil(alpha);
+    let digits = (0..num_digits)
+        .into_par_iter()
+        .map(|j| {
+            let start = j * alpha;
+            let end = ((j + 1) * alpha).min(level + 1);
+            let conv = ctx.inner.modup[j][level]
+                .as_ref()
+                .expect("digit present at this level");
+            let mut d = RnsPoly::zero(n, ext);
+            let mut scratch = vec![0u64; (end - start + 1) * n];
+            let (before, rest) = d.data_mut().split_at_mut(start * n);
+            let (mid, after) = rest.split_at_mut((end - start) * n);
+            mid.copy_from_slice(&c.data()[start * n..end * n]);
+            {
+                let mut outs: Vec<&mut [u64]> = before
+                    .chunks_exact_mut(n)
+                    .chain(after.chunks_exact_mut(n))
+                    .collect();
+                conv.convert(&coeff.data()[start * n..end * n], &mut outs, &mut scratch);
+            }
+            d.par_limbs_mut()
+                .zip(ext_tables.par_iter())
+                .enumerate()
+                .filter(|(t, _)| *t < start || *t >= end)
+                .for_each(|(_, (limb, tab))| tab.forward(limb));
+            d
+        })
+        .collect();
+    Decomposed { level, digits }
+}
+
+/// (Σ_j D_j·b_j, Σ_j D_j·a_j) over Q_ℓ·P; the key must have level ≥ ℓ (checked by callers).
+pub(crate) fn inner_product(
+    ctx: &CkksContext,
+    dec: &Decomposed,
+    key: &SwitchingKey,
+) -> (RnsPoly, RnsPoly) {
+    let n = ctx.n();
+    let level = dec.level;
+    let ext_tables = ctx.ext_tables(level);
+    let ext = ext_tables.len();
+    let mut acc0 = RnsPoly::zero(n, ext);
+    let mut acc1 = RnsPoly::zero(n, ext);
+    acc0.par_limbs_mut()
+        .zip(acc1.par_limbs_mut())
+        .zip(ext_tables.par_iter())
+        .enumerate()
+        .for_each(|(t, ((o0, o1), tab))| {
+            let kt = if t <= level {
+                t
+            } else {
+                key.level + 1 + (t - level - 1)
+            };
+            for (d, (b, a)) in dec.digits.iter().zip(&key.digits) {
+                let dl = d.limb(t);
+                tab.mul_acc(o0, dl, b.limb(kt));
+                tab.mul_acc(o1, dl, a.limb(kt));
+            }
+        });
+    (acc0, acc1)
+}
+
+/// ModDown: x over Q_ℓ·P (NTT) ↦ round(x / P) over Q_ℓ (NTT).
+pub(crate) fn mod_down(ctx: &CkksContext, x: &RnsPoly, level: usize) -> RnsPoly {
+    let n = ctx.n();
+    let k = ctx.num_special();
+    let nq = ctx.max_level() + 1;
+    let p_tables: Vec<_> = ctx.inner.ntt[nq..].iter().collect();
+    let mut p_part = RnsPoly::from_data(n, x.data()[(level + 1) * n..].to_vec());
+    p_part.intt(&p_tables);
+    let mut conv = RnsPoly::zero(n, level + 1);
+    let mut scratch = vec![0u64; (k + 1) * n];
+    {
+        let mut outs: Vec<&mut [u64]> = conv.data_mut().chunks_exact_mut(n).collect();
+        ctx.inner
+            .moddown
+            .convert(p_part.data(), &mut outs, &mut scratch);
+    }
+    let q_tables = ctx.q_tables(level);
+    let moduli = ctx.q_moduli(level);
+    conv.par_limbs_mut()
+        .zip(x.par_limbs())
+        .zip(q_tables.par_iter())
+        .enumerate()
+        .for_each(|(i, ((r, xi), tab))| {
+            tab.forward(r);
+            let m = &moduli[i];
+            let (pi, pis) = ctx.inner.p_inv[i];
+            for (rv, &xv) in r.iter_mut().zip(xi) {
+                *rv = m.mul_shoup(m.sub(xv, *rv), pi, pis);
+            }
+        });
+    conv
+}
+
+/// Full key switch of `c` (NTT, level ℓ): returns (u_0, u_1) with u_0 + u_1·s_out ≈ c·s_in.
+pub(crate) fn key_switch(
+    ctx: &CkksContext,
+    c: &RnsPoly,
+    level: usize,
+    key: &SwitchingKey,
+) -> (RnsPoly, RnsPoly) {
+    let dec = decompose(ctx, c, level);
+    let (a0, a1) = inner_product(ctx, &dec, key);
+    rayon::join(|| mod_down(ctx, &a0, level), || mod_down(ctx, &a1, level))
+}

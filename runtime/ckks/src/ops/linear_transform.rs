@@ -1,0 +1,150 @@
+//! Linear transforms y = M·x on slot vectors from M's generalized diagonals, evaluated with the
+//! baby-step giant-step algorithm (Halevi–Shoup, CRYPTO 2014 §4.3 and CRYPTO 2018 §5): with
+//! k = g·n1 + b,
+//!
+//! y = Σ_g rot_{g·n1}( Σ_b rot_{−g·n1}(d_k) ⊙ rot_b(x) ),
+//!
+//! where the n1 baby-step rotations of x share one hoisted decomposition and each giant step costs
+//! one rotation. Diagonal k holds d_k[j] = M[j][(j + k) mod n].
+
+use std::collections::BTreeMap;
+
+use num_complex::Complex64;
+
+use super::Evaluator;
+use crate::ciphertext::Ciphertext;
+use crate::encoding::Encoder;
+use crate::error::{CkksError, Result};
+use crate::keys::GaloisKeys;
+
+/// A slot-space linear map given by its nonzero diagonals.
+#[derive(Debug, Clone)]
+pub struct LinearTransform {
+    slots: usize,
+    diagonals: BTreeMap<usize, Vec<Complex64>>,
+    n1: usize,
+}
+
+impl LinearTransform {
+    /// From diagonals `k ↦ d_k` (k < slots, each of length `slots`). Errors: bad lengths/indices.
+    pub fn new(slots: usize, diagonals: BTreeMap<usize, Vec<Complex64>>) -> Result<Self> {
+        if slots == 0 || !slots.is_power_of_two() {
+            return Err(CkksError::InvalidSlots(format!("{slots} slots")));
+        }
+        if diagonals.is_empty() {
+            return Err(CkksError::InvalidInput("no diagonals".into()));
+        }
+        for (&k, d) in &diagonals {
+            if k >= slots || d.len() != slots {
+                return Err(CkksError::InvalidInput(format!(
+                    "diagonal {k} of length {} for {slots} slots",
+                    d.len()
+                )));
+            }
+        }
+        let span = diagonals.keys().last().copied().unwrap_or(0) + 1;
+        let n1 = ((span as f64).sqrt().ceil() as usize)
+            .next_power_of_two()
+            .min(slots);
+        Ok(LinearTransform {
+            slots,
+            diagonals,
+            n1,
+        })
+    }
+
+    /// From a dense `slots × slots` matrix (rows), keeping the nonzero diagonals.
+    pub fn from_matrix(matrix: &[Vec<Complex64>]) -> Result<Self> {
+        let n = matrix.len();
+        if matrix.iter().any(|r| r.len() != n) {
+            return Err(CkksError::InvalidInput("matrix must be square".into()));
+        }
+        let mut diagonals = BTreeMap::new();
+        for k in 0..n {
+            let d: Vec<Complex64> = (0..n).map(|j| matrix[j][(j + k) % n]).collect();
+            if d.iter().any(|v| v.norm_sqr() > 0.0) {
+                diagonals.insert(k, d);
+            }
+        }
+        Self::new(n, diagonals)
+    }
+
+    /// Baby-step size n1.
+    pub fn baby_steps(&self) -> usize {
+        self.n1
+    }
+
+    /// The rotation steps whose Galois keys the transform needs.
+    pub fn rotation_steps(&self) -> Vec<i64> {
+        let mut steps: Vec<i64> = self
+            .diagonals
+            .keys()
+            .flat_map(|&k| [(k % self.n1) as i64, (k - k % self.n1) as i64])
+            .filter(|&s| s != 0)
+            .collect();
+        steps.sort_unstable();
+        steps.dedup();
+        steps
+    }
+}
+
+impl Evaluator {
+    /// y = M·x with BSGS and hoisted baby steps. Diagonals are encoded at the ciphertext's level
+    /// with scale q_ℓ, so the output (not rescaled) has scale ct.scale·q_ℓ and returns to ct.scale
+    /// after one [`Evaluator::rescale`]. Errors: slot mismatch, missing Galois keys.
+    pub fn linear_transform(
+        &self,
+        ct: &Ciphertext,
+        lt: &LinearTransform,
+        gks: &GaloisKeys,
+    ) -> Result<Ciphertext> {
+        self.ctx.check_id(ct.params_id)?;
+        if ct.slots != lt.slots {
+            return Err(CkksError::InvalidSlots(format!(
+                "transform on {} slots, ciphertext has {}",
+                lt.slots, ct.slots
+            )));
+        }
+        let n = lt.slots;
+        let n1 = lt.n1;
+        let level = ct.level;
+        let pt_scale = self.ctx.params().q[level] as f64;
+        let encoder = Encoder::new(&self.ctx);
+        // Group diagonals by giant step.
+        let mut giants: BTreeMap<usize, Vec<(usize, &Vec<Complex64>)>> = BTreeMap::new();
+        for (&k, d) in &lt.diagonals {
+            giants.entry(k - k % n1).or_default().push((k % n1, d));
+        }
+        let mut baby_steps: Vec<i64> = lt.diagonals.keys().map(|&k| (k % n1) as i64).collect();
+        baby_steps.sort_unstable();
+        baby_steps.dedup();
+        let hoisted = self.hoist(ct)?;
+        let rotated = self.rotate_hoisted(&hoisted, &baby_steps, gks)?;
+        let baby: BTreeMap<usize, &Ciphertext> = baby_steps
+            .iter()
+            .map(|&b| b as usize)
+            .zip(rotated.iter())
+            .collect();
+        let mut result: Option<Ciphertext> = None;
+        for (&g, terms) in &giants {
+            let mut inner: Option<Ciphertext> = None;
+            for &(b, d) in terms {
+                // rot_{−g}(d)[j] = d[j − g]
+                let shifted: Vec<Complex64> = (0..n).map(|j| d[(j + n - g) % n]).collect();
+                let pt = encoder.encode_complex(&shifted, n, level, pt_scale)?;
+                let term = self.mul_plain(baby[&b], &pt)?;
+                inner = Some(match inner {
+                    None => term,
+                    Some(acc) => self.add(&acc, &term)?,
+                });
+            }
+            let Some(inner) = inner else { continue };
+            let moved = self.rotate(&inner, g as i64, gks)?;
+            result = Some(match result {
+                None => moved,
+                Some(acc) => self.add(&acc, &moved)?,
+            });
+        }
+        result.ok_or_else(|| CkksError::InvalidInput("empty transform".into()))
+    }
+}

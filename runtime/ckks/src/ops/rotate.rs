@@ -1,0 +1,149 @@
+//! Rotations and conjugation by Galois automorphisms, single and hoisted.
+//!
+//! A Galois key for g switches s → σ_g^{-1}(s). For ct = (c_0, c_1): key-switch c_1 to
+//! (u_0, u_1) with u_0 + u_1·σ_g^{-1}(s) ≈ c_1·s, then apply σ_g (an NTT-domain permutation):
+//! σ_g(c_0 + u_0) + σ_g(u_1)·s ≈ σ_g(m). The decomposition + ModUp of c_1 does not depend on g,
+//! so many rotations of one ciphertext share it (hoisting: Halevi–Shoup, CRYPTO 2018, §5;
+//! Bossuat et al., EUROCRYPT 2021, §5). A single rotation is the hoisted path with one element,
+//! so both give bit-identical results.
+
+use rayon::prelude::*;
+
+use super::Evaluator;
+use super::keyswitch::{Decomposed, decompose, inner_product, mod_down};
+use crate::ciphertext::Ciphertext;
+use crate::error::Result;
+use crate::keys::{GaloisKey, GaloisKeys};
+use crate::ring::automorphism::{conjugation_element, permute_ntt, rotation_element};
+use crate::ring::poly::RnsPoly;
+
+/// A ciphertext with its c_1 decomposed and ModUp'ed once, ready for many rotations.
+#[derive(Debug, Clone)]
+pub struct HoistedCiphertext {
+    c0: RnsPoly,
+    dec: Decomposed,
+    meta: Ciphertext,
+}
+
+impl HoistedCiphertext {
+    /// Level of the hoisted ciphertext.
+    pub fn level(&self) -> usize {
+        self.meta.level
+    }
+}
+
+impl Evaluator {
+    /// Decomposes c_1 once (ℓ + 1 INTTs, dnum ModUps) for later [`Evaluator::rotate_hoisted`].
+    pub fn hoist(&self, ct: &Ciphertext) -> Result<HoistedCiphertext> {
+        self.ctx.check_id(ct.params_id)?;
+        ct.expect_degree(1)?;
+        Ok(HoistedCiphertext {
+            c0: ct.parts[0].clone(),
+            dec: decompose(&self.ctx, &ct.parts[1], ct.level),
+            meta: ct.clone_meta(),
+        })
+    }
+
+    /// σ_g applied to a hoisted ciphertext with g's key.
+    fn galois_hoisted(&self, h: &HoistedCiphertext, key: &GaloisKey) -> Result<Ciphertext> {
+        let level = h.meta.level;
+        key.key.check(&self.ctx, level)?;
+        let (a0, a1) = inner_product(&self.ctx, &h.dec, &key.key);
+        let (mut u0, u1) = rayon::join(
+            || mod_down(&self.ctx, &a0, level),
+            || mod_down(&self.ctx, &a1, level),
+        );
+        u0.add_assign(&h.c0, self.ctx.q_moduli(level));
+        let parts = [u0, u1]
+            .into_par_iter()
+            .map(|u| {
+                let mut out = RnsPoly::zero(self.ctx.n(), level + 1);
+                out.par_limbs_mut()
+                    .zip(u.par_limbs())
+                    .for_each(|(o, i)| permute_ntt(i, o, &key.perm));
+                out
+            })
+            .collect();
+        Ok(Ciphertext {
+            parts,
+            ..h.meta.clone_meta()
+        })
+    }
+
+    /// Left rotations of a hoisted ciphertext by each of `steps` slots. All keys are looked up
+    /// before any work ([`crate::CkksError::MissingGaloisKey`] otherwise).
+    pub fn rotate_hoisted(
+        &self,
+        h: &HoistedCiphertext,
+        steps: &[i64],
+        gks: &GaloisKeys,
+    ) -> Result<Vec<Ciphertext>> {
+        let log_n = self.ctx.params().log_n;
+        let keys = steps
+            .iter()
+            .map(|&k| {
+                let g = rotation_element(log_n, k);
+                if g == 1 {
+                    Ok(None)
+                } else {
+                    let key = gks.get(g, Some(k))?;
+                    key.key.check(&self.ctx, h.meta.level)?;
+                    Ok(Some(key))
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
+        keys.into_iter()
+            .map(|key| match key {
+                Some(key) => self.galois_hoisted(h, key),
+                None => Ok(Ciphertext {
+                    parts: vec![h.c0.clone(), self.recompose_c1(h)],
+                    ..h.meta.clone_meta()
+                }),
+            })
+            .collect()
+    }
+
+    /// The original c_1 from a hoisted ciphertext (its digits' own limbs).
+    fn recompose_c1(&self, h: &HoistedCiphertext) -> RnsPoly {
+        let n = self.ctx.n();
+        let alpha = self.ctx.params().alpha();
+        let level = h.meta.level;
+        let mut c1 = RnsPoly::zero(n, level + 1);
+        for i in 0..=level {
+            c1.limb_mut(i)
+                .copy_from_slice(h.dec.digits[i / alpha].limb(i));
+        }
+        c1
+    }
+
+    /// Left rotation by `step` slots (slot j of the result is slot j + step of the input).
+    pub fn rotate(&self, ct: &Ciphertext, step: i64, gks: &GaloisKeys) -> Result<Ciphertext> {
+        self.ctx.check_id(ct.params_id)?;
+        let g = rotation_element(self.ctx.params().log_n, step);
+        if g == 1 {
+            return Ok(ct.clone());
+        }
+        let key = gks.get(g, Some(step))?;
+        key.key.check(&self.ctx, ct.level)?;
+        let h = self.hoist(ct)?;
+        self.galois_hoisted(&h, key)
+    }
+
+    /// Complex conjugation of every slot.
+    pub fn conjugate(&self, ct: &Ciphertext, gks: &GaloisKeys) -> Result<Ciphertext> {
+        self.ctx.check_id(ct.params_id)?;
+        let key = gks.get(conjugation_element(self.ctx.params().log_n), None)?;
+        key.key.check(&self.ctx, ct.level)?;
+        let h = self.hoist(ct)?;
+        self.galois_hoisted(&h, key)
+    }
+
+    /// Applies σ_g for an arbitrary Galois element g with a key present in `gks`.
+    pub fn apply_galois(&self, ct: &Ciphertext, g: u64, gks: &GaloisKeys) -> Result<Ciphertext> {
+        self.ctx.check_id(ct.params_id)?;
+        let key = gks.get(g, None)?;
+        key.key.check(&self.ctx, ct.level)?;
+        let h = self.hoist(ct)?;
+        self.galois_hoisted(&h, key)
+    }
+}

@@ -1,0 +1,177 @@
+//! Fast basis conversion between RNS bases (Bajard–Eynard–Hasan–Zucca, SAC 2016, §2.2; used for
+//! ModUp/ModDown by Cheon–Han–Kim–Kim–Song, SAC 2018, §3):
+//!
+//! Conv_{B→C}(x)_j = Σ_i [x_i · (B/b_i)^{-1}]_{b_i} · (B/b_i) mod c_j,
+//!
+//! which equals x + u·B for a small integer u ∈ [0, |B|). We subtract v·B with
+//! v = round(Σ_i y_i / b_i) computed in floating point (the correction of Halevi–Polyakov–Shoup,
+//! CT-RSA 2019, §2.4), so the result is the *centered* representative of x mod B (exact except
+//! within ~2^-40·B of ±B/2): ModDown then rounds instead of adding up to |B| of error.
+//! Products are accumulated in 128 bits and reduced once per output residue (lazy reduction).
+
+use rayon::prelude::*;
+
+use crate::ring::modulus::Modulus;
+
+/// Precomputed constants to convert coefficient-form residues from basis B to basis C.
+#[derive(Clone, Debug)]
+pub struct BasisConverter {
+    from: Vec<Modulus>,
+    to: Vec<Modulus>,
+    /// (B/b_i)^{-1} mod b_i and its Shoup constant.
+    hat_inv: Vec<(u64, u64)>,
+    /// (B/b_i) mod c_j, stored at [j · |B| + i].
+    hat_mod_to: Vec<u64>,
+    /// −B mod c_j.
+    neg_b_mod_to: Vec<u64>,
+    /// 1 / b_i as f64.
+    inv_from: Vec<f64>,
+}
+
+impl BasisConverter {
+    /// Constants for B = `from` → C = `to` (all primes distinct, |B| ≤ 16).
+    pub fn new(from: &[Modulus], to: &[Modulus]) -> Self {
+        let hat_inv = from
+            .iter()
+            .enumerate()
+            .map(|(i, bi)| {
+                let prod = from
+                    .iter()
+                    .enumerate()
+                    .filter(|&(k, _)| k != i)
+                    .fold(1u64, |acc, (_, bk)| bi.mul(acc, bi.reduce(bk.value())));
+                let inv = bi.inv(prod);
+                (inv, bi.shoup(inv))
+            })
+            .collect();
+        let mut hat_mod_to = Vec::with_capacity(to.len() * from.len());
+        for cj in to {
+            for i in 0..from.len() {
+                let v = from
+                    .iter()
+                    .enumerate()
+                    .filter(|&(k, _)| k != i)
+                    .fold(1u64, |acc, (_, bk)| cj.mul(acc, cj.reduce(bk.value())));
+                hat_mod_to.push(v);
+            }
+        }
+        let neg_b_mod_to = to
+            .iter()
+            .map(|cj| {
+                let b = from
+                    .iter()
+                    .fold(1u64, |acc, bk| cj.mul(acc, cj.reduce(bk.value())));
+                cj.neg(b)
+            })
+            .collect();
+        let inv_from = from.iter().map(|b| 1.0 / b.value() as f64).collect();
+        BasisConverter {
+            neg_b_mod_to,
+            inv_from,
+            from: from.to_vec(),
+            to: to.to_vec(),
+            hat_inv,
+            hat_mod_to,
+        }
+    }
+
+    /// Number of source limbs |B|.
+    pub fn from_len(&self) -> usize {
+        self.from.len()
+    }
+
+    /// Number of target limbs |C|.
+    pub fn to_len(&self) -> usize {
+        self.to.len()
+    }
+
+    /// Converts coefficient-form `input` (|B| limbs of N, limb-major) into the target limbs
+    /// `outs[j]` (the first `outs.len()` primes of C, each a slice of N). `scratch` must hold
+    /// (|B| + 1)·N words. Parallel over target limbs. The output is the centered representative
+    /// of x mod B reduced into each c_j.
+    pub fn convert(&self, input: &[u64], outs: &mut [&mut [u64]], scratch: &mut [u64]) {
+        let nb = self.from.len();
+        let n = input.len() / nb;
+        let (scratch, v) = scratch[..(nb + 1) * n].split_at_mut(nb * n);
+        // y_i = x_i · (B/b_i)^{-1} mod b_i
+        scratch
+            .par_chunks_exact_mut(n)
+            .zip(input.par_chunks_exact(n))
+            .enumerate()
+            .for_each(|(i, (y, x))| {
+                let (w, ws) = self.hat_inv[i];
+                let m = &self.from[i];
+                for (yv, &xv) in y.iter_mut().zip(x) {
+                    *yv = m.mul_shoup(xv, w, ws);
+                }
+            });
+        let y = &*scratch;
+        // v = round(Σ_i y_i / b_i): the multiple of B to remove for the centered value.
+        v.par_chunks_mut(1024).enumerate().for_each(|(c, vc)| {
+            for (k, out) in vc.iter_mut().enumerate() {
+                let idx = c * 1024 + k;
+                let f: f64 = (0..nb)
+                    .map(|i| y[i * n + idx] as f64 * self.inv_from[i])
+                    .sum();
+                *out = f.round() as u64;
+            }
+        });
+        let v = &*v;
+        outs.par_iter_mut().enumerate().for_each(|(j, o)| {
+            let w = &self.hat_mod_to[j * nb..(j + 1) * nb];
+            let neg_b = self.neg_b_mod_to[j];
+            let m = &self.to[j];
+            const BLOCK: usize = 64;
+            let mut acc = [0u128; BLOCK];
+            for start in (0..n).step_by(BLOCK) {
+                let len = BLOCK.min(n - start);
+                acc[..len].fill(0);
+                for (i, &wi) in w.iter().enumerate() {
+                    let yi = &y[i * n + start..i * n + start + len];
+                    for (a, &v) in acc[..len].iter_mut().zip(yi) {
+                        *a += v as u128 * wi as u128;
+                    }
+                }
+                for (a, &vc) in acc[..len].iter_mut().zip(&v[start..start + len]) {
+                    *a += vc as u128 * neg_b as u128;
+                }
+                for (dst, &a) in o[start..start + len].iter_mut().zip(&acc[..len]) {
+                    *dst = m.reduce_u128(a);
+                }
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::params::primes::{Search, ntt_primes};
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+        /// Conv(x) is the centered representative of x mod B.
+        #[test]
+        fn conversion_is_exact_up_to_multiple_of_b(xs in proptest::collection::vec(any::<u64>(), 3)) {
+            let b: Vec<Modulus> = ntt_primes(30, 10, 3, Search::Below, &[]).into_iter().map(Modulus::new).collect();
+            let c: Vec<Modulus> = ntt_primes(50, 10, 2, Search::Below, &[]).into_iter().map(Modulus::new).collect();
+            let big_b: u128 = b.iter().map(|m| m.value() as u128).product();
+            let x = (xs[0] as u128 * xs[1] as u128) % big_b;
+            let n = 16;
+            let mut input = vec![0u64; 3 * n];
+            for (i, m) in b.iter().enumerate() { input[i * n] = (x % m.value() as u128) as u64; }
+            let conv = BasisConverter::new(&b, &c);
+            let mut out = vec![0u64; 2 * n];
+            let mut scratch = vec![0u64; 4 * n];
+            {
+                let mut outs: Vec<&mut [u64]> = out.chunks_exact_mut(n).collect();
+                conv.convert(&input, &mut outs, &mut scratch);
+            }
+            let centered: i128 = if x > big_b / 2 { x as i128 - big_b as i128 } else { x as i128 };
+            for (j, m) in c.iter().enumerate() {
+                prop_assert_eq!(out[j * n], m.reduce_i128(centered));
+            }
+        }
+    }
+}

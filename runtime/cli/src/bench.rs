@@ -1,0 +1,233 @@
+//! `cachemir bench`: medians of the CKKS primitives at one parameter set, as a table or as JSON
+//! (`{"params": {...}, "threads", "results": [{"op", "level", "median_ms", "runs"}]}`) for
+//! `../shared/anchors/compare.py` and the compiler's cost model.
+
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use cachemir_ckks::{
+    CkksContext, Csprng, Decryptor, Encoder, Encryptor, Evaluator, KeyGenerator, ParamSet, Security,
+};
+use clap::Args;
+
+/// Options of `cachemir bench`.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Parameter set (N16Boot, N17Boot, or ToyN12/ToyN13 with --insecure).
+    #[arg(long, default_value = "N16Boot")]
+    params: String,
+    /// Allow insecure (Toy…) parameter sets.
+    #[arg(long)]
+    insecure: bool,
+    /// Worker threads (rayon).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Timed runs per operation (after one warm-up run).
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+struct Row {
+    op: &'static str,
+    level: usize,
+    median_ms: f64,
+    runs: usize,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let m = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[m]
+    } else {
+        (v[m - 1] + v[m]) / 2.0
+    }
+}
+
+/// Times `f` `runs` times after one warm-up; returns the median in ms.
+fn time<T>(runs: usize, mut f: impl FnMut() -> Result<T>) -> Result<f64> {
+    f()?;
+    let mut t = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let start = Instant::now();
+        let out = f()?;
+        t.push(start.elapsed().as_secs_f64() * 1e3);
+        drop(out);
+    }
+    Ok(median(t))
+}
+
+pub fn run(args: &BenchArgs) -> Result<()> {
+    let set = ParamSet::from_name(&args.params).with_context(|| {
+        format!(
+            "unknown parameter set `{}` (known: {})",
+            args.params,
+            ParamSet::ALL.map(|s| s.name()).join(", ")
+        )
+    })?;
+    if set.is_toy() && !args.insecure {
+        bail!(
+            "parameter set {} is insecure (toy); pass --insecure to use it",
+            set.name()
+        );
+    }
+    if args.threads == 0 || args.runs == 0 {
+        bail!("--threads and --runs must be at least 1");
+    }
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(args.threads)
+        .build_global()
+        .context("configuring the thread pool")?;
+    let security = if set.is_toy() {
+        Security::InsecureForTesting
+    } else {
+        Security::Bits128
+    };
+    let ctx = CkksContext::from_set(set, security)?;
+    let p = ctx.params().clone();
+    let level = ctx.max_level();
+    let slots = ctx.n() / 2;
+    let scale = p.default_scale();
+    let runs = args.runs;
+    let hoisted_runs = runs.div_ceil(2).max(2);
+    if !args.json {
+        eprintln!(
+            "cachemir bench: {} (N = 2^{}, {} q-limbs, {} special, dnum {}, Δ = 2^{}, log2 QP = {:.0}), {} thread(s)",
+            p.name,
+            p.log_n,
+            p.q.len(),
+            p.p.len(),
+            p.dnum,
+            p.log_scale,
+            p.log_qp(),
+            args.threads
+        );
+    }
+    let mut kg = KeyGenerator::new(&ctx)?;
+    let sk = kg.secret_key();
+    let pk = kg.public_key(&sk)?;
+    let rlk = kg.relin_key(&sk, level)?;
+    let steps: Vec<i64> = (1..=16).collect();
+    let gks = kg.galois_keys(&sk, &steps, false, level)?;
+    let enc = Encoder::new(&ctx);
+    let mut encryptor = Encryptor::new(&ctx)?;
+    let dec = Decryptor::new(&ctx);
+    let eval = Evaluator::new(&ctx);
+    let mut rng = Csprng::from_os()?;
+    let x: Vec<f64> = (0..slots)
+        .map(|_| (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64 - 0.5)
+        .collect();
+
+    let mut rows = Vec::new();
+    let mut push = |op, level, median_ms, runs| {
+        rows.push(Row {
+            op,
+            level,
+            median_ms,
+            runs,
+        });
+    };
+    push(
+        "encode",
+        level,
+        time(runs, || Ok(enc.encode_real(&x, slots, level, scale)?))?,
+        runs,
+    );
+    let pt = enc.encode_real(&x, slots, level, scale)?;
+    push(
+        "encrypt",
+        level,
+        time(runs, || Ok(encryptor.encrypt_pk(&pk, &pt)?))?,
+        runs,
+    );
+    let a = encryptor.encrypt_pk(&pk, &pt)?;
+    let b = encryptor.encrypt_pk(&pk, &pt)?;
+    push(
+        "decrypt",
+        level,
+        time(runs, || Ok(dec.decrypt_real(&sk, &a)?))?,
+        runs,
+    );
+    push("add", level, time(runs, || Ok(eval.add(&a, &b)?))?, runs);
+    push(
+        "mul_plain",
+        level,
+        time(runs, || Ok(eval.mul_plain(&a, &pt)?))?,
+        runs,
+    );
+    push(
+        "mul_relin",
+        level,
+        time(runs, || Ok(eval.mul_relin(&a, &b, &rlk)?))?,
+        runs,
+    );
+    let prod = eval.mul_relin(&a, &b, &rlk)?;
+    push(
+        "rescale",
+        level,
+        time(runs, || Ok(eval.rescale(&prod)?))?,
+        runs,
+    );
+    push(
+        "rotate",
+        level,
+        time(runs, || Ok(eval.rotate(&a, 1, &gks)?))?,
+        runs,
+    );
+    push(
+        "rotate_hoisted_16",
+        level,
+        time(hoisted_runs, || {
+            let h = eval.hoist(&a)?;
+            Ok(eval.rotate_hoisted(&h, &steps, &gks)?)
+        })?,
+        hoisted_runs,
+    );
+    let kg_runs = runs.div_ceil(2).max(1);
+    push(
+        "keygen_galois",
+        level,
+        time(kg_runs, || Ok(kg.galois_key(&sk, 5, level)?))?,
+        kg_runs,
+    );
+
+    let security_bits = if set.is_toy() { 0 } else { 128 };
+    if args.json {
+        let results: Vec<_> = rows
+            .iter()
+            .map(|r| {
+                serde_json::json!({"op": r.op, "level": r.level, "median_ms": r.median_ms, "runs": r.runs})
+            })
+            .collect();
+        let out = serde_json::json!({
+            "params": {
+                "name": p.name,
+                "log_n": p.log_n,
+                "limbs": p.q.len(),
+                "special_limbs": p.p.len(),
+                "dnum": p.dnum,
+                "scale_bits": p.log_scale,
+                "log_qp": p.log_qp(),
+                "security_bits": security_bits,
+            },
+            "threads": args.threads,
+            "results": results,
+        });
+        println!("{out}");
+    } else {
+        println!(
+            "{:<20} {:>6} {:>12} {:>5}",
+            "op", "level", "median ms", "runs"
+        );
+        for r in &rows {
+            println!(
+                "{:<20} {:>6} {:>12.2} {:>5}",
+                r.op, r.level, r.median_ms, r.runs
+            );
+        }
+    }
+    Ok(())
+}
