@@ -320,6 +320,66 @@ impl Graph {
         order
     }
 
+    /// Makes every user of `from` (operands and graph outputs) read `to` instead. The node
+    /// computing `from` stays until [`Graph::prune`] removes it.
+    ///
+    /// # Errors
+    /// [`IrError::Malformed`] when the two values differ in type.
+    pub fn replace_uses(&mut self, from: ValueRef, to: ValueRef) -> Result<(), IrError> {
+        let (from_type, to_type) = (self.value_type(from), self.value_type(to));
+        if from_type.is_none() || from_type != to_type {
+            return Err(IrError::Malformed(format!(
+                "cannot replace a value of type {from_type:?} by one of type {to_type:?}"
+            )));
+        }
+        let uses: Vec<_> = self
+            .dag
+            .edges_directed(from.node, Direction::Outgoing)
+            .filter(|e| e.weight().output == from.output)
+            .map(|e| (e.id(), e.target(), e.weight().operand))
+            .collect();
+        for (edge, target, operand) in uses {
+            self.dag.remove_edge(edge);
+            self.dag.add_edge(
+                to.node,
+                target,
+                Operand {
+                    output: to.output,
+                    operand,
+                },
+            );
+        }
+        for output in &mut self.outputs {
+            if output.value == from {
+                output.value = to;
+            }
+        }
+        Ok(())
+    }
+
+    /// Number of operand slots that read `value` plus the graph outputs that are `value`.
+    pub fn use_count(&self, value: ValueRef) -> usize {
+        let operand_uses = self
+            .dag
+            .edges_directed(value.node, Direction::Outgoing)
+            .filter(|e| e.weight().output == value.output)
+            .count();
+        operand_uses + self.outputs.iter().filter(|o| o.value == value).count()
+    }
+
+    /// The constant tensor behind a value, if it is one.
+    pub fn constant(&self, value: ValueRef) -> Option<&Tensor> {
+        match &self.dag.node_weight(value.node)?.op {
+            Op::Constant(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// Every node index, in insertion order.
+    pub fn node_indices(&self) -> Vec<NodeIndex> {
+        self.dag.node_indices().collect()
+    }
+
     /// Removes every node that no output needs, except graph inputs, which are removed only
     /// when `drop_unused_inputs` is set. Returns the number of nodes removed.
     pub fn prune(&mut self, drop_unused_inputs: bool) -> usize {
@@ -354,24 +414,9 @@ impl Graph {
             .find_value(name)
             .ok_or_else(|| IrError::UnknownValue(name.to_string()))?;
         let ty = self.value_type(value).expect("found").clone();
-        let uses: Vec<_> = self
-            .dag
-            .edges_directed(value.node, Direction::Outgoing)
-            .filter(|e| e.weight().output == value.output)
-            .map(|e| (e.id(), e.target(), e.weight().operand))
-            .collect();
         let source = SourceLocation::Synthetic(format!("cut at {name}"));
         let input = self.add_input(name, ty, InputRole::Input, source);
-        for (edge, target, operand) in uses {
-            self.dag.remove_edge(edge);
-            self.dag
-                .add_edge(input.node, target, Operand { output: 0, operand });
-        }
-        for output in &mut self.outputs {
-            if output.value == value {
-                output.value = input;
-            }
-        }
+        self.replace_uses(value, input)?;
         Ok(input)
     }
 
