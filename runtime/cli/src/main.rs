@@ -3,6 +3,7 @@
 //! `bench` measures the CKKS primitives on this machine; the other subcommands arrive with the
 //! runtime issues and currently exit with code 2.
 
+mod alloc_tuning;
 mod bench;
 
 use std::process::ExitCode;
@@ -66,6 +67,7 @@ fn not_yet(name: &str, issue: u32) -> ExitCode {
 }
 
 fn main() -> ExitCode {
+    alloc_tuning::tune();
     let cli = Cli::parse();
     match cli.command {
         Command::Keygen { .. } => not_yet("keygen", 8),

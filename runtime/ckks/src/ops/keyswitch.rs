@@ -139,3 +139,49 @@ pub(crate) fn key_switch(
     let (a0, a1) = inner_product(ctx, &dec, key);
     rayon::join(|| mod_down(ctx, &a0, level), || mod_down(ctx, &a1, level))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::Security;
+    use crate::params::ParamSet;
+    use crate::sampling::{Csprng, expand_uniform};
+    use std::time::Instant;
+
+    /// Phase timings at N = 2^16 (run with `--release -- --ignored --nocapture`).
+    #[test]
+    #[ignore]
+    fn profile_key_switch_phases_n16() {
+        let ctx = CkksContext::from_set(ParamSet::N16Boot, Security::Bits128).unwrap();
+        let level = ctx.max_level();
+        let mut kg = crate::keys::KeyGenerator::with_rng(&ctx, Csprng::from_seed([1; 32]));
+        let sk = kg.secret_key();
+        let rlk = kg.relin_key(&sk, level).unwrap();
+        let c = expand_uniform(&[7; 32], 99, ctx.q_moduli(level), ctx.n());
+        for _ in 0..3 {
+            let t = Instant::now();
+            let dec = decompose(&ctx, &c, level);
+            let t1 = t.elapsed();
+            let (a0, a1) = inner_product(&ctx, &dec, &rlk.0);
+            let t2 = t.elapsed();
+            let r0 = mod_down(&ctx, &a0, level);
+            let t3 = t.elapsed();
+            let r1 = mod_down(&ctx, &a1, level);
+            let t4 = t.elapsed();
+            eprintln!(
+                "decompose {:?}  inner {:?}  mod_down {:?} + {:?}",
+                t1,
+                t2 - t1,
+                t3 - t2,
+                t4 - t3
+            );
+            drop((r0, r1));
+        }
+        let tabs = ctx.q_tables(level);
+        let mut p = c.clone();
+        let t = Instant::now();
+        p.intt(&tabs);
+        p.ntt(&tabs);
+        eprintln!("23 INTT + 23 NTT {:?}", t.elapsed());
+    }
+}

@@ -11,6 +11,7 @@
 
 use rayon::prelude::*;
 
+use crate::ring::basis_ifma::{self, Reducer};
 use crate::ring::modulus::Modulus;
 
 /// Precomputed constants to convert coefficient-form residues from basis B to basis C.
@@ -26,6 +27,8 @@ pub struct BasisConverter {
     neg_b_mod_to: Vec<u64>,
     /// 1 / b_i as f64.
     inv_from: Vec<f64>,
+    /// IFMA reducers per target (None where the scalar path is used).
+    ifma: Vec<Option<Reducer>>,
 }
 
 impl BasisConverter {
@@ -65,7 +68,14 @@ impl BasisConverter {
             })
             .collect();
         let inv_from = from.iter().map(|b| 1.0 / b.value() as f64).collect();
+        let small = |m: &Modulus| m.value() < 1 << 50;
+        let use_ifma = basis_ifma::available() && from.len() <= 14 && from.iter().all(small);
+        let ifma = to
+            .iter()
+            .map(|t| (use_ifma && small(t)).then(|| Reducer::new(t)))
+            .collect();
         BasisConverter {
+            ifma,
             neg_b_mod_to,
             inv_from,
             from: from.to_vec(),
@@ -121,6 +131,15 @@ impl BasisConverter {
             let w = &self.hat_mod_to[j * nb..(j + 1) * nb];
             let neg_b = self.neg_b_mod_to[j];
             let m = &self.to[j];
+            #[cfg(target_arch = "x86_64")]
+            if let Some(red) = &self.ifma[j]
+                && n.is_multiple_of(32)
+            {
+                // SAFETY: IFMA was detected at construction; sources, weights, v and −B mod t are
+                // below 2^50 (checked), |B| ≤ 14, and the slices have the documented lengths.
+                unsafe { basis_ifma::conv_limb(y, n, w, v, neg_b, o, red) };
+                return;
+            }
             const BLOCK: usize = 64;
             let mut acc = [0u128; BLOCK];
             for start in (0..n).step_by(BLOCK) {
@@ -172,6 +191,94 @@ mod tests {
             for (j, m) in c.iter().enumerate() {
                 prop_assert_eq!(out[j * n], m.reduce_i128(centered));
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod kernel_tests {
+    use super::*;
+    use crate::params::primes::{Search, ntt_primes};
+
+    /// The vectorised path (N multiple of 32) agrees with a direct u128 evaluation.
+    #[test]
+    fn vector_path_matches_reference() {
+        let n = 1024;
+        let b: Vec<Modulus> = ntt_primes(50, 10, 8, Search::Below, &[])
+            .into_iter()
+            .map(Modulus::new)
+            .collect();
+        let mut c: Vec<Modulus> = ntt_primes(45, 10, 5, Search::Alternate, &[])
+            .into_iter()
+            .map(Modulus::new)
+            .collect();
+        c.push(Modulus::new(ntt_primes(60, 10, 1, Search::Below, &[])[0]));
+        let conv = BasisConverter::new(&b, &c);
+        let mut s = 12345u64;
+        let input: Vec<u64> = (0..8 * n)
+            .map(|k| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                s % b[k / n].value()
+            })
+            .collect();
+        let mut out = vec![0u64; c.len() * n];
+        let mut scratch = vec![0u64; 9 * n];
+        {
+            let mut outs: Vec<&mut [u64]> = out.chunks_exact_mut(n).collect();
+            conv.convert(&input, &mut outs, &mut scratch);
+        }
+        for coef in (0..n).step_by(37) {
+            let y: Vec<u64> = (0..8)
+                .map(|i| b[i].mul(input[i * n + coef], conv.hat_inv[i].0))
+                .collect();
+            let f: f64 = (0..8).map(|i| y[i] as f64 / b[i].value() as f64).sum();
+            let v = f.round() as u128;
+            for (j, m) in c.iter().enumerate() {
+                let mut acc: u128 = (0..8)
+                    .map(|i| y[i] as u128 * conv.hat_mod_to[j * 8 + i] as u128)
+                    .sum();
+                acc += v * conv.neg_b_mod_to[j] as u128;
+                assert_eq!(
+                    out[j * n + coef],
+                    m.reduce_u128(acc),
+                    "coef {coef} target {j}"
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod bench {
+    use super::*;
+    use crate::params::primes::{Search, ntt_primes};
+
+    /// Conversion 8 → 23 limbs at N = 2^16 (run with `--release -- --ignored --nocapture`).
+    #[test]
+    #[ignore]
+    fn time_conversion_n16() {
+        let n = 1 << 16;
+        let b: Vec<Modulus> = ntt_primes(50, 16, 8, Search::Below, &[])
+            .into_iter()
+            .map(Modulus::new)
+            .collect();
+        let c: Vec<Modulus> = ntt_primes(45, 16, 23, Search::Alternate, &[])
+            .into_iter()
+            .map(Modulus::new)
+            .collect();
+        let conv = BasisConverter::new(&b, &c);
+        let input: Vec<u64> = (0..8 * n)
+            .map(|k| (k as u64 * 0x9E3779B97F4A7C15) % b[k / n].value())
+            .collect();
+        let mut out = vec![0u64; 23 * n];
+        let mut scratch = vec![0u64; 9 * n];
+        for _ in 0..3 {
+            let t = std::time::Instant::now();
+            let mut outs: Vec<&mut [u64]> = out.chunks_exact_mut(n).collect();
+            conv.convert(&input, &mut outs, &mut scratch);
+            eprintln!("convert 8->23 at N=2^16: {:?}", t.elapsed());
         }
     }
 }
