@@ -148,6 +148,60 @@ mod tests {
     use crate::sampling::{Csprng, expand_uniform};
     use std::time::Instant;
 
+    /// Key-switching error e = u_0 + u_1·s − d·s² against the analytical bound
+    /// 8·σ·sqrt(N·Σ_j Q_j²/12)/P (digits times key errors, divided by P) plus the ModDown
+    /// rounding 8·sqrt(2N/3)/sqrt(12) + 1 (rounding errors times the ternary secret), for uniform d.
+    #[test]
+    fn key_switching_error_within_bound() {
+        for set in [ParamSet::ToyN12, ParamSet::ToyN13] {
+            let ctx = CkksContext::from_set(set, Security::InsecureForTesting).unwrap();
+            let mut kg = crate::keys::KeyGenerator::with_rng(&ctx, Csprng::from_seed([3; 32]));
+            let sk = kg.secret_key();
+            let rlk = kg.relin_key(&sk, ctx.max_level()).unwrap();
+            let p = ctx.params();
+            let n = ctx.n() as f64;
+            for level in [ctx.max_level(), 1] {
+                let d = expand_uniform(&[8; 32], 5, ctx.q_moduli(level), ctx.n());
+                let (u0, u1) = key_switch(&ctx, &d, level, &rlk.0);
+                let tables = ctx.q_tables(level);
+                let moduli = ctx.q_moduli(level);
+                let s = sk.q_part(level);
+                let mut e = u1.clone();
+                e.mul_assign(&s, &tables);
+                e.add_assign(&u0, moduli);
+                let mut ds2 = d.clone();
+                ds2.mul_assign(&s, &tables);
+                ds2.mul_assign(&s, &tables);
+                e.sub_assign(&ds2, moduli);
+                e.intt(&tables);
+                let crt = crate::ring::crt::CrtReconstructor::new(moduli);
+                let idx: Vec<usize> = (0..ctx.n()).collect();
+                let max = crt
+                    .centered_f64(e.data(), ctx.n(), &idx)
+                    .into_iter()
+                    .fold(0.0f64, |m, x| m.max(x.abs()));
+                let alpha = p.alpha();
+                let sum_qj2: f64 = (0..=level)
+                    .step_by(alpha)
+                    .map(|start| {
+                        let end = (start + alpha).min(level + 1);
+                        p.q[start..end].iter().map(|&q| (q as f64).log2()).sum::<f64>()
+                    })
+                    .map(|bits| (2.0 * bits).exp2())
+                    .sum();
+                let big_p = p.log_p().exp2();
+                let bound_ks = 8.0 * p.sigma * (n * sum_qj2 / 12.0).sqrt() / big_p;
+                let bound_rd = 8.0 * (2.0 * n / 3.0).sqrt() / 12f64.sqrt() + 1.0;
+                let bound = bound_ks + bound_rd;
+                eprintln!(
+                    "{set:?} level {level}: key-switch error max {max:.1} (log2 {:.2}) <= bound {bound:.1}",
+                    max.log2()
+                );
+                assert!(max <= bound, "{set:?} level {level}: {max} > {bound}");
+            }
+        }
+    }
+
     /// Phase timings at N = 2^16 (run with `--release -- --ignored --nocapture`).
     #[test]
     #[ignore]

@@ -59,3 +59,29 @@ impl NttTable {
         self.plan.mul_accumulate(out, a, b);
     }
 }
+
+#[cfg(test)]
+mod bench {
+    use super::*;
+    use crate::params::primes::{Search, ntt_primes};
+
+    /// One forward + inverse NTT at N = 2^16 per prime size (`--release -- --ignored --nocapture`).
+    #[test]
+    #[ignore]
+    fn time_ntt_n16() {
+        let n = 1 << 16;
+        for bits in [45, 50, 60] {
+            let q = ntt_primes(bits, 16, 1, Search::Below, &[])[0];
+            let t = NttTable::new(n, q).unwrap();
+            let mut a: Vec<u64> = (0..n as u64).map(|k| k * 7 % q).collect();
+            let mut best = f64::MAX;
+            for _ in 0..20 {
+                let s = std::time::Instant::now();
+                t.forward(&mut a);
+                t.inverse(&mut a);
+                best = best.min(s.elapsed().as_secs_f64() * 1e6);
+            }
+            eprintln!("{bits}-bit fwd+inv: {best:.0} µs");
+        }
+    }
+}
