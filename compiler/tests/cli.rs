@@ -40,7 +40,10 @@ fn help_lists_commands_with_examples() {
 fn version_is_the_crate_version() {
     let out = cachemirc(&["--version"]);
     assert!(out.status.success());
-    assert_eq!(text(&out.stdout).trim(), format!("cachemirc {}", env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        text(&out.stdout).trim(),
+        format!("cachemirc {}", env!("CARGO_PKG_VERSION"))
+    );
 }
 
 #[test]
@@ -48,7 +51,10 @@ fn later_commands_fail_with_exit_code_2() {
     for command in ["compile", "report", "dot"] {
         let out = cachemirc(&[command, "model.onnx"]);
         assert_eq!(out.status.code(), Some(2), "{command}");
-        assert!(text(&out.stderr).contains("not yet implemented"), "{command}");
+        assert!(
+            text(&out.stderr).contains("not yet implemented"),
+            "{command}"
+        );
     }
 }
 
@@ -99,10 +105,23 @@ fn eval_writes_every_output_and_compares() {
 fn import_summary_of_minilm_shows_folding() {
     let Some(dir) = models_dir() else { return };
     let model = dir.join("minilm_l6_dyn_ts17.onnx");
-    let out = cachemirc(&["import", model.to_str().unwrap(), "--dim", "batch=1", "--dim", "sequence=16"]);
+    let out = cachemirc(&[
+        "import",
+        model.to_str().unwrap(),
+        "--dim",
+        "batch=1",
+        "--dim",
+        "sequence=16",
+    ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let summary = text(&out.stdout);
     let after = summary.split("ops after folding:").nth(1).unwrap();
-    assert!(!after.contains("Shape ") && !after.contains("Range"), "{summary}");
-    assert!(summary.contains("last_hidden_state            f32[1,16,384]"), "{summary}");
+    assert!(
+        !after.contains("Shape ") && !after.contains("Range"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("last_hidden_state            f32[1,16,384]"),
+        "{summary}"
+    );
 }

@@ -44,6 +44,22 @@ impl std::fmt::Display for SourceLocation {
     }
 }
 
+/// What the model's author knows about a value (DSL `@range(lo, hi)`, `@precision(bits)`):
+/// calibration and polynomial approximation use it instead of, or to check, measured ranges.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Hints {
+    /// Every element lies in `[low, high]`.
+    pub range: Option<(f64, f64)>,
+    /// Bits of precision the value needs.
+    pub precision_bits: Option<u32>,
+}
+
+impl Hints {
+    pub fn is_empty(&self) -> bool {
+        self.range.is_none() && self.precision_bits.is_none()
+    }
+}
+
 /// An operation with its typed, named outputs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Node {
@@ -52,6 +68,9 @@ pub struct Node {
     /// Name of each output value (ONNX tensor names where the graph came from ONNX).
     pub output_names: Vec<String>,
     pub outputs: Vec<TensorType>,
+    /// Author-given facts about the (first) output.
+    #[serde(default, skip_serializing_if = "Hints::is_empty")]
+    pub hints: Hints,
 }
 
 /// The operand edge: output `output` of the source feeds operand `operand` of the target.
@@ -127,6 +146,7 @@ impl Graph {
             source,
             output_names: vec![name.into()],
             outputs: vec![ty],
+            hints: Hints::default(),
         });
         self.inputs.push(GraphInput { node, role });
         ValueRef { node, output: 0 }
@@ -145,6 +165,27 @@ impl Graph {
             source,
             output_names: vec![name.into()],
             outputs: vec![ty],
+            hints: Hints::default(),
+        });
+        ValueRef { node, output: 0 }
+    }
+
+    /// Adds a shape-only weight (see [`Op::SyntheticWeight`]); nothing is allocated.
+    pub fn add_synthetic_weight(
+        &mut self,
+        name: impl Into<String>,
+        dtype: crate::dtype::DType,
+        shape: Vec<usize>,
+        seed: u64,
+        source: SourceLocation,
+    ) -> ValueRef {
+        let ty = TensorType::new(dtype, shape.clone(), Secrecy::Public);
+        let node = self.dag.add_node(Node {
+            op: Op::SyntheticWeight { dtype, shape, seed },
+            source,
+            output_names: vec![name.into()],
+            outputs: vec![ty],
+            hints: Hints::default(),
         });
         ValueRef { node, output: 0 }
     }
@@ -182,6 +223,7 @@ impl Graph {
             source,
             output_names: names,
             outputs,
+            hints: Hints::default(),
         });
         for (operand, value) in operands.iter().enumerate() {
             self.dag.add_edge(
@@ -487,12 +529,14 @@ impl Graph {
         histogram
     }
 
-    /// Total bytes of constant tensors (weights and folded constants).
+    /// Total bytes of constant tensors (weights and folded constants, synthetic weights at
+    /// the size they would have).
     pub fn constant_bytes(&self) -> usize {
         self.dag
             .node_weights()
             .map(|n| match &n.op {
                 Op::Constant(t) => t.size_bytes(),
+                Op::SyntheticWeight { .. } => n.outputs[0].size_bytes(),
                 _ => 0,
             })
             .sum()
@@ -505,7 +549,7 @@ impl Graph {
             node.outputs[0].secrecy = secrecy_of(&node.output_names[0], &node.outputs[0]);
         }
         for node in self.topological_order() {
-            if matches!(self.dag[node].op, Op::Input | Op::Constant(_)) {
+            if matches!(self.dag[node].op, Op::Input) || self.dag[node].op.is_constant() {
                 continue;
             }
             let joined = Secrecy::join(
@@ -539,7 +583,7 @@ impl Graph {
                     n.outputs.len()
                 )));
             }
-            if matches!(n.op, Op::Input | Op::Constant(_)) {
+            if matches!(n.op, Op::Input) || n.op.is_constant() {
                 continue;
             }
             let types: Vec<TensorType> = self

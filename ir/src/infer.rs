@@ -111,7 +111,7 @@ fn same_as_first(operands: &[TensorType], shape: Vec<usize>) -> TensorType {
 pub fn infer(op: &Op, operands: &[TensorType]) -> Result<Vec<TensorType>, ShapeError> {
     let single = |t: TensorType| Ok(vec![t]);
     match op {
-        Op::Input | Op::Constant(_) => Err(ShapeError::Invalid(
+        Op::Input | Op::Constant(_) | Op::SyntheticWeight { .. } => Err(ShapeError::Invalid(
             "inputs and constants carry their own type".into(),
         )),
         Op::Unary(_) | Op::Gelu { .. } | Op::Silu => {

@@ -21,7 +21,7 @@ pub mod tensor;
 
 pub use dtype::{DType, Secrecy, TensorType};
 pub use error::{IrError, ShapeError};
-pub use graph::{Graph, GraphOutput, InputRole, Node, OutputRole, SourceLocation, ValueRef};
+pub use graph::{Graph, GraphOutput, Hints, InputRole, Node, OutputRole, SourceLocation, ValueRef};
 pub use interp::{Interpreter, Precision};
 pub use op::{BinaryOp, CompareOp, GeluApproximation, Op, ReduceOp, UnaryOp};
 pub use tensor::Tensor;

@@ -81,6 +81,15 @@ pub enum Op {
     Input,
     /// A constant: a weight or a folded value (no operands).
     Constant(Tensor),
+    /// A weight known only by its type (shape-only compilation of a model whose weights we do
+    /// not have, e.g. Llama-3-8B): no data is stored; the interpreter generates deterministic
+    /// pseudo-random values from `seed` when it needs them (see
+    /// [`crate::interp::synthetic_values`]). No operands.
+    SyntheticWeight {
+        dtype: DType,
+        shape: Vec<usize>,
+        seed: u64,
+    },
     /// One operand.
     Unary(UnaryOp),
     /// Two operands, broadcast.
@@ -162,6 +171,7 @@ impl Op {
         match self {
             Op::Input => "Input".into(),
             Op::Constant(_) => "Constant".into(),
+            Op::SyntheticWeight { .. } => "SyntheticWeight".into(),
             Op::Unary(u) => format!("{u:?}"),
             Op::Binary(b) => format!("{b:?}"),
             Op::Compare(c) => format!("{c:?}"),
@@ -237,6 +247,7 @@ impl Op {
             Op::Squeeze { axes } | Op::Unsqueeze { axes } => vec![format!("axes={axes:?}")],
             Op::Gelu { approximation } => vec![format!("approximation={approximation:?}")],
             Op::Attention { scale } => vec![format!("scale={scale}")],
+            Op::SyntheticWeight { seed, .. } => vec![format!("seed={seed}")],
             Op::Input
             | Op::Constant(_)
             | Op::Unary(_)
@@ -247,6 +258,11 @@ impl Op {
             | Op::Silu
             | Op::Rope => vec![],
         }
+    }
+
+    /// Whether the op has no operands and a value fixed at compile time (the server's weights).
+    pub fn is_constant(&self) -> bool {
+        matches!(self, Op::Constant(_) | Op::SyntheticWeight { .. })
     }
 
     /// Number of outputs the op produces.

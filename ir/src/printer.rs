@@ -32,6 +32,16 @@ pub fn print_graph(graph: &Graph) -> String {
         let n = graph.node(node);
         match &n.op {
             Op::Input => continue,
+            Op::SyntheticWeight { .. } => {
+                writeln!(
+                    out,
+                    "  %{} = SyntheticWeight {} ({})",
+                    n.output_names[0],
+                    n.outputs[0],
+                    format_bytes(n.outputs[0].size_bytes())
+                )
+                .expect("string write");
+            }
             Op::Constant(t) => {
                 writeln!(
                     out,
@@ -60,9 +70,16 @@ pub fn print_graph(graph: &Graph) -> String {
                     format!("[{}]", attributes.join(", "))
                 };
                 let types: Vec<String> = n.outputs.iter().map(ToString::to_string).collect();
+                let mut hints = String::new();
+                if let Some((low, high)) = n.hints.range {
+                    hints.push_str(&format!(" range=[{low}, {high}]"));
+                }
+                if let Some(bits) = n.hints.precision_bits {
+                    hints.push_str(&format!(" precision={bits}b"));
+                }
                 writeln!(
                     out,
-                    "  {} = {}{}({}): {}  @ {}",
+                    "  {} = {}{}({}): {}{hints}  @ {}",
                     results.join(", "),
                     op.name(),
                     attributes,
@@ -89,6 +106,46 @@ pub fn print_graph(graph: &Graph) -> String {
         .expect("string write");
     }
     out.push_str("}\n");
+    out
+}
+
+/// A summary of a graph: op histogram, inputs and outputs with types and secrecy, KV-cache
+/// state pairs, weight bytes.
+pub fn summary(graph: &Graph) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "ops:");
+    for (op, n) in graph.op_histogram() {
+        let _ = writeln!(out, "  {op:<22} {n}");
+    }
+    let _ = writeln!(out, "inputs:");
+    for input in graph.inputs() {
+        let role = match &input.role {
+            InputRole::Input => String::new(),
+            InputRole::State { output } => format!("  state -> {output}"),
+        };
+        let _ = writeln!(
+            out,
+            "  {:<28} {}{role}",
+            graph.input_name(input),
+            graph.input_type(input)
+        );
+    }
+    let _ = writeln!(out, "outputs:");
+    for output in graph.outputs() {
+        let ty = graph.value_type(output.value).expect("outputs exist");
+        let _ = writeln!(out, "  {:<28} {ty}", output.name);
+    }
+    let states = graph
+        .inputs()
+        .iter()
+        .filter(|i| matches!(i.role, InputRole::State { .. }))
+        .count();
+    let _ = writeln!(out, "state tensors (KV cache): {states}");
+    let _ = writeln!(
+        out,
+        "weights and constants: {}",
+        format_bytes(graph.constant_bytes())
+    );
     out
 }
 

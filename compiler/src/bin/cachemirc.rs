@@ -5,9 +5,9 @@
 
 use anyhow::{Context, Result, bail};
 use cachemir_compiler::reference::{Case, compare, output_file_name, run_case};
-use cachemir_ir::Precision;
 use cachemir_ir::npy::{read_npy, write_npy};
 use cachemir_ir::printer::print_graph;
+use cachemir_ir::{Graph, Precision};
 use cachemir_onnx::{ImportOptions, Imported, import_file};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::collections::HashMap;
@@ -31,22 +31,28 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Import an ONNX model and print its Tensor IR summary (or the IR itself).
+    /// Import a model (ONNX, or a Cachemir `.cmr` model file) and print its Tensor IR summary,
+    /// the IR itself, or the model as Cachemir model text plus its weights.
     Import {
-        /// The `.onnx` file.
+        /// The `.onnx` or `.cmr` file.
         model: PathBuf,
         #[command(flatten)]
         import: ImportArgs,
-        /// What to print: the summary, the IR as text, or the IR as JSON (with weights).
+        /// What to print: the summary, the IR as text, the IR as JSON (with weights), or Cachemir
+        /// model text (with `--weights-out`).
         #[arg(long, value_enum, default_value_t = Emit::Summary)]
         emit: Emit,
         /// Write to this file instead of standard output.
         #[arg(short, long)]
         output: Option<PathBuf>,
+        /// With `--emit dsl`: where to write the weights (safetensors). Default: the output
+        /// file with the extension `.safetensors`.
+        #[arg(long)]
+        weights_out: Option<PathBuf>,
     },
     /// Run the reference interpreter on the inputs a case file lists and write each output as `.npy`.
     Eval {
-        /// The `.onnx` file.
+        /// The `.onnx` or `.cmr` file.
         model: PathBuf,
         /// A case file (`caseN.json`: inputs and expected outputs as `.npy`).
         #[arg(long)]
@@ -102,6 +108,7 @@ enum Emit {
     Summary,
     Ir,
     Json,
+    Dsl,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -158,12 +165,14 @@ fn run(cli: Cli) -> Result<()> {
             import,
             emit,
             output,
+            weights_out,
         } => {
-            let imported = import_model(&model, &import, HashMap::new())?;
+            let loaded = load_model(&model, &import, HashMap::new())?;
             let text = match emit {
-                Emit::Summary => imported.summary_text(),
-                Emit::Ir => print_graph(&imported.graph),
-                Emit::Json => serde_json::to_string(&imported.graph)?,
+                Emit::Summary => loaded.summary,
+                Emit::Ir => print_graph(&loaded.graph),
+                Emit::Json => serde_json::to_string(&loaded.graph)?,
+                Emit::Dsl => emit_dsl(&loaded.graph, output.as_deref(), weights_out)?,
             };
             match output {
                 Some(path) => std::fs::write(&path, text)
@@ -192,6 +201,74 @@ fn not_yet(command: &str, issue: &str) -> Result<()> {
     )))
 }
 
+/// A loaded model and its summary text.
+struct Loaded {
+    graph: Graph,
+    summary: String,
+}
+
+/// Loads an ONNX file, or a Cachemir model file (`.cmr`), into Tensor IR.
+fn load_model(
+    model: &Path,
+    args: &ImportArgs,
+    input_shapes: HashMap<String, Vec<usize>>,
+) -> Result<Loaded> {
+    if model.extension().is_some_and(|e| e == "cmr") {
+        if !args.dims.is_empty()
+            || args.outputs.is_some()
+            || !args.inputs_at.is_empty()
+            || args.encrypted.is_some()
+        {
+            return Err(input_error(anyhow::anyhow!(
+                "--dim, --outputs, --inputs-at and --encrypted apply to ONNX files; a model file states them itself"
+            )));
+        }
+        let graph = cachemir_dsl::load_file(model, &cachemir_dsl::LoadOptions::default())
+            .map_err(|e| input_error(anyhow::anyhow!("{e}")))?;
+        let summary = format!(
+            "model {}
+{}",
+            graph.name,
+            cachemir_ir::printer::summary(&graph)
+        );
+        return Ok(Loaded { graph, summary });
+    }
+    let imported = import_model(model, args, input_shapes)?;
+    Ok(Loaded {
+        summary: imported.summary_text(),
+        graph: imported.graph,
+    })
+}
+
+/// Prints `graph` as model text and writes its weights; returns the text.
+fn emit_dsl(graph: &Graph, output: Option<&Path>, weights_out: Option<PathBuf>) -> Result<String> {
+    let weights_path = match (weights_out, output) {
+        (Some(path), _) => path,
+        (None, Some(out)) => out.with_extension("safetensors"),
+        (None, None) => {
+            return Err(input_error(anyhow::anyhow!(
+                "--emit dsl needs -o FILE.cmr or --weights-out FILE.safetensors"
+            )));
+        }
+    };
+    // The model file names its weights relative to itself.
+    let relative = match output.and_then(Path::parent) {
+        Some(dir) => weights_path
+            .strip_prefix(dir)
+            .unwrap_or(&weights_path)
+            .to_path_buf(),
+        None => weights_path.clone(),
+    };
+    let printed = cachemir_dsl::print::print_model(graph, &relative.display().to_string());
+    cachemir_dsl::weights::save(&weights_path, &printed.weights).map_err(|m| anyhow::anyhow!(m))?;
+    eprintln!(
+        "wrote {} ({} weights)",
+        weights_path.display(),
+        printed.weights.len()
+    );
+    Ok(printed.text)
+}
+
 fn import_model(
     model: &Path,
     args: &ImportArgs,
@@ -218,7 +295,7 @@ fn eval(
     args: &ImportArgs,
 ) -> Result<()> {
     let case = Case::load(case_path).map_err(input_error)?;
-    let imported = import_model(model, args, case.input_shapes())?;
+    let imported = load_model(model, args, case.input_shapes())?;
     let precision = match precision {
         PrecisionArg::F32 => Precision::F32,
         PrecisionArg::F64 => Precision::F64,

@@ -344,6 +344,9 @@ pub(crate) fn lower(
                     })
                     .cloned()
                     .collect();
+                if keep.len() == 1 {
+                    return Ok(Lowered::Alias(keep));
+                }
                 if !keep.is_empty() {
                     names = keep;
                 }

@@ -1,7 +1,5 @@
 //! What an import did: ops before and after folding, and what the graph reads and writes.
 
-use cachemir_ir::graph::InputRole;
-use cachemir_ir::printer::format_bytes;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
@@ -26,8 +24,7 @@ impl crate::Imported {
         let s = &self.summary;
         let mut out = String::new();
         let before: usize = s.onnx_ops.values().sum();
-        let after = graph.op_histogram();
-        let count_after: usize = after.values().sum();
+        let count_after = graph.node_count();
         let _ = writeln!(
             out,
             "model {} (opset {}, {})",
@@ -42,39 +39,11 @@ impl crate::Imported {
         for (op, n) in &s.onnx_ops {
             let _ = writeln!(out, "  {op:<22} {n}");
         }
-        let _ = writeln!(out, "ops after folding:");
-        for (op, n) in &after {
-            let _ = writeln!(out, "  {op:<22} {n}");
-        }
-        let _ = writeln!(out, "inputs:");
-        for input in graph.inputs() {
-            let role = match &input.role {
-                InputRole::Input => String::new(),
-                InputRole::State { output } => format!("  state -> {output}"),
-            };
-            let _ = writeln!(
-                out,
-                "  {:<28} {}{role}",
-                graph.input_name(input),
-                graph.input_type(input)
-            );
-        }
-        let _ = writeln!(out, "outputs:");
-        for output in graph.outputs() {
-            let ty = graph.value_type(output.value).expect("verified");
-            let _ = writeln!(out, "  {:<28} {ty}", output.name);
-        }
-        let states = graph
-            .inputs()
-            .iter()
-            .filter(|i| matches!(i.role, InputRole::State { .. }))
-            .count();
-        let _ = writeln!(out, "state tensors (KV cache): {states}");
-        let _ = writeln!(
-            out,
-            "weights and constants: {}",
-            format_bytes(graph.constant_bytes())
-        );
+        out.push_str(&cachemir_ir::printer::summary(graph).replacen(
+            "ops:",
+            "ops after folding:",
+            1,
+        ));
         out
     }
 }

@@ -90,7 +90,9 @@ impl Value {
 pub fn eval_op(op: &Op, operands: &[&Value]) -> Result<Vec<Value>, String> {
     let one = |v: Value| Ok(vec![v]);
     match op {
-        Op::Input | Op::Constant(_) => Err("inputs and constants are not evaluated".into()),
+        Op::Input | Op::Constant(_) | Op::SyntheticWeight { .. } => {
+            Err("inputs and constants are not evaluated".into())
+        }
         Op::Unary(u) => one(elementwise::unary(*u, operands[0])?),
         Op::Binary(b) => one(elementwise::binary(*b, operands[0], operands[1])?),
         Op::Compare(c) => one(elementwise::compare(*c, operands[0], operands[1])?),
@@ -172,6 +174,34 @@ pub fn eval_op(op: &Op, operands: &[&Value]) -> Result<Vec<Value>, String> {
     }
 }
 
+/// The values of a [`Op::SyntheticWeight`]: a splitmix64 stream from `seed`, uniform in
+/// `±1/√fan_in` for matrices (`fan_in` = the second-to-last dimension, like a default
+/// `nn.Linear` initialisation) and in `[0.5, 1.5]` for vectors (norm scales); integers are 0 and
+/// booleans true.
+pub fn synthetic_values(dtype: DType, shape: &[usize], seed: u64) -> Value {
+    let dim = ndarray::IxDyn(shape);
+    match dtype {
+        DType::I64 => return Value::Int(ArrayD::zeros(dim)),
+        DType::Bool => return Value::Bool(ArrayD::from_elem(dim, true)),
+        DType::F32 | DType::F64 => {}
+    }
+    let (low, high) = if shape.len() >= 2 {
+        let bound = 1.0 / (shape[shape.len() - 2].max(1) as f64).sqrt();
+        (-bound, bound)
+    } else {
+        (0.5, 1.5)
+    };
+    let mut state = seed;
+    Value::Float(ArrayD::from_shape_simple_fn(dim, || {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        low + (high - low) * ((z >> 11) as f64 / (1u64 << 53) as f64)
+    }))
+}
+
 /// Executes a graph on named inputs.
 #[derive(Debug)]
 pub struct Interpreter<'g> {
@@ -236,6 +266,9 @@ impl<'g> Interpreter<'g> {
             let produced = match &n.op {
                 Op::Input => vec![self.input_value(n, inputs)?],
                 Op::Constant(t) => vec![self.round(Value::from_tensor(t), n.outputs[0].dtype)],
+                Op::SyntheticWeight { dtype, shape, seed } => {
+                    vec![self.round(synthetic_values(*dtype, shape, *seed), *dtype)]
+                }
                 op => {
                     let operand_refs = graph.operands(node);
                     let operands: Vec<&Value> = operand_refs.iter().map(|v| &values[v]).collect();
