@@ -25,16 +25,20 @@ pub enum Statement {
     },
     /// `weights "file.safetensors";` or `weights none;` (shape-only).
     Weights { file: Option<String>, span: Span },
-    /// `input NAME: TYPE [encrypted|public];`
+    /// `input NAME [as ALIAS]: TYPE [encrypted|public];` — NAME may interpolate `{i}`; the
+    /// input is referred to as ALIAS, or by NAME's identifier form.
     Input {
         name: String,
+        alias: Option<String>,
         ty: TypeExpr,
         secrecy: Option<bool>,
         span: Span,
     },
-    /// `state NAME: TYPE [encrypted|public] -> OUTPUT;` — KV-cache state replaced by `OUTPUT`.
+    /// `state NAME [as ALIAS]: TYPE [encrypted|public] -> OUTPUT;` — KV-cache state replaced
+    /// by `OUTPUT` after each step.
     State {
         name: String,
+        alias: Option<String>,
         ty: TypeExpr,
         secrecy: Option<bool>,
         output: String,

@@ -52,6 +52,7 @@ impl Arguments<'_, '_, '_> {
                         Val::Tensor(t) => Some(self.el.graph.value_type(*t).expect("exists").dtype),
                         _ => None,
                     })
+                    .filter(|d| *d != DType::Bool)
                     .unwrap_or(DType::F32);
                 self.el.as_tensor(v, dtype, span)
             }
@@ -336,6 +337,7 @@ pub(crate) fn call(
     let (op, operands) = match name {
         "weight" => return weight(a),
         "constant" => return constant(a),
+        "arange" => return arange(a),
         "linear" => {
             let operands = a.tensors(2, 3)?;
             a.finish()?;
@@ -608,11 +610,54 @@ fn constant(mut a: Arguments) -> Result<Val, DslError> {
         ));
     };
     let dtype = a.dtype("dtype", DType::F32)?;
+    let tensor = dense(&value, dtype).map_err(|m| a.error(ErrorKind::Type, m, value_span))?;
+    a.finish()?;
+    Ok(Val::Tensor(literal_constant(&mut a, tensor)))
+}
+
+/// `arange(start, end, step=1, dtype=f32)`: the 1-D constant `start, start + step, … < end`.
+fn arange(mut a: Arguments) -> Result<Val, DslError> {
+    let bounds: Vec<f64> = match a.positional.as_slice() {
+        [
+            (s @ (Val::Int(_) | Val::Float(_)), _),
+            (e @ (Val::Int(_) | Val::Float(_)), _),
+        ] => vec![as_f64(s), as_f64(e)],
+        _ => {
+            return Err(a.error(
+                ErrorKind::Type,
+                "usage: arange(start, end, step=1, dtype=f32)".into(),
+                a.span,
+            ));
+        }
+    };
+    let step = a.float("step", Some(1.0))?;
+    let dtype = a.dtype("dtype", DType::F32)?;
+    if step == 0.0 {
+        return Err(a.error(ErrorKind::Type, "`step` is 0".into(), a.span));
+    }
+    let count = ((bounds[1] - bounds[0]) / step).ceil().max(0.0) as usize;
+    let values: Vec<Val> = (0..count)
+        .map(|i| Val::Float(bounds[0] + step * i as f64))
+        .collect();
+    let span = a.span;
+    a.finish()?;
+    let tensor = dense(&Val::List(values), dtype).map_err(|m| a.error(ErrorKind::Type, m, span))?;
+    Ok(Val::Tensor(literal_constant(&mut a, tensor)))
+}
+
+/// Adds a literal tensor written in the model text.
+fn literal_constant(a: &mut Arguments, tensor: Tensor) -> ValueRef {
+    let name = format!("%constant@{}", a.span.start);
+    let location = cachemir_ir::SourceLocation::Synthetic(name.clone());
+    a.el.graph.add_constant(name, tensor, location)
+}
+
+/// A dense tensor of `dtype` from a number or nested lists of numbers.
+fn dense(value: &Val, dtype: DType) -> Result<Tensor, String> {
     let (mut shape, mut flat) = (Vec::new(), Vec::new());
-    flatten(&value, 0, &mut shape, &mut flat)
-        .map_err(|m| a.error(ErrorKind::Type, m, value_span))?;
+    flatten(value, 0, &mut shape, &mut flat)?;
     let dim = IxDyn(&shape);
-    let tensor = match dtype {
+    Ok(match dtype {
         DType::F32 => Tensor::F32(
             ArrayD::from_shape_vec(dim, flat.iter().map(|&v| v as f32).collect()).expect("counted"),
         ),
@@ -623,12 +668,7 @@ fn constant(mut a: Arguments) -> Result<Val, DslError> {
         DType::Bool => Tensor::Bool(
             ArrayD::from_shape_vec(dim, flat.iter().map(|&v| v != 0.0).collect()).expect("counted"),
         ),
-    };
-    let span = a.span;
-    a.finish()?;
-    let name = format!("%constant@{}", span.start);
-    let location = cachemir_ir::SourceLocation::Synthetic(name.clone());
-    Ok(Val::Tensor(a.el.graph.add_constant(name, tensor, location)))
+    })
 }
 
 /// Flattens nested lists of numbers, checking they are rectangular.

@@ -83,7 +83,11 @@ pub(crate) struct Elaborator<'s> {
     dir: PathBuf,
     override_weights: Option<PathBuf>,
     pub(crate) graph: Graph,
-    scopes: Vec<HashMap<String, Val>>,
+    /// Every name in scope. Loop bodies share it (a `let` in a loop updates the variable the
+    /// next iteration reads, as a residual stream needs); only the loop variable is local.
+    values: HashMap<String, Val>,
+    /// Names that are declared (inputs, states, params): declaring one twice is an error.
+    declared: HashSet<String>,
     weights: WeightSource,
     weight_values: HashMap<String, ValueRef>,
     /// Prefix of value names inside loop iterations (`i3.`), so names stay unique.
@@ -102,7 +106,8 @@ impl<'s> Elaborator<'s> {
             dir: dir.to_path_buf(),
             override_weights: options.weights.clone(),
             graph: Graph::new("model"),
-            scopes: vec![HashMap::new()],
+            values: HashMap::new(),
+            declared: HashSet::new(),
             weights: WeightSource::Undeclared,
             weight_values: HashMap::new(),
             prefix: String::new(),
@@ -151,24 +156,26 @@ impl<'s> Elaborator<'s> {
         Ok(self.graph)
     }
 
-    fn bind(&mut self, name: &str, value: Val, span: Span) -> Result<(), DslError> {
-        let scope = self.scopes.last_mut().expect("a scope");
-        if scope.contains_key(name) && self.scopes.len() == 1 {
+    /// Binds a `let` name (rebinding is allowed, like shadowing).
+    fn bind(&mut self, name: &str, value: Val) {
+        self.values.insert(name.to_string(), value);
+    }
+
+    /// Binds a declared name (input, state, param), which must be new.
+    fn declare(&mut self, name: &str, value: Val, span: Span) -> Result<(), DslError> {
+        if !self.declared.insert(name.to_string()) {
             return Err(self.error(
                 ErrorKind::Name,
-                format!("`{name}` is already defined"),
+                format!("`{name}` is already declared"),
                 span,
             ));
         }
-        self.scopes
-            .last_mut()
-            .expect("a scope")
-            .insert(name.to_string(), value);
+        self.bind(name, value);
         Ok(())
     }
 
     fn lookup(&self, name: &str) -> Option<&Val> {
-        self.scopes.iter().rev().find_map(|s| s.get(name))
+        self.values.get(name)
     }
 
     fn statement(&mut self, statement: &Statement) -> Result<(), DslError> {
@@ -182,7 +189,7 @@ impl<'s> Elaborator<'s> {
                         value.span,
                     ));
                 }
-                self.bind(name, v, *span)
+                self.declare(name, v, *span)
             }
             Statement::Weights { file, span } => {
                 if !matches!(self.weights, WeightSource::Undeclared) {
@@ -205,22 +212,28 @@ impl<'s> Elaborator<'s> {
             }
             Statement::Input {
                 name,
+                alias,
                 ty,
                 secrecy,
                 span,
-            } => self.declare_input(name, ty, *secrecy, InputRole::Input, *span),
+            } => {
+                let name = self.interpolate(name, *span)?;
+                let role = InputRole::Input;
+                self.declare_input(&name, alias.as_deref(), ty, *secrecy, role, *span)
+            }
             Statement::State {
                 name,
+                alias,
                 ty,
                 secrecy,
                 output,
                 span,
             } => {
+                let name = self.interpolate(name, *span)?;
+                let output = self.interpolate(output, *span)?;
                 self.states.insert(name.clone(), (output.clone(), *span));
-                let role = InputRole::State {
-                    output: output.clone(),
-                };
-                self.declare_input(name, ty, *secrecy, role, *span)
+                let role = InputRole::State { output };
+                self.declare_input(&name, alias.as_deref(), ty, *secrecy, role, *span)
             }
             Statement::Let {
                 targets,
@@ -246,11 +259,11 @@ impl<'s> Elaborator<'s> {
                         ));
                     }
                 };
-                for ((target, target_span), v) in targets.iter().zip(values) {
+                for ((target, _), v) in targets.iter().zip(values) {
                     if let Val::Tensor(t) = v {
                         self.name_value(t, target);
                     }
-                    self.bind(target, v, *target_span)?;
+                    self.bind(target, v);
                 }
                 if !annotations.is_empty() {
                     let Some(Val::Tensor(t)) = self.lookup(&targets[0].0).cloned() else {
@@ -266,6 +279,7 @@ impl<'s> Elaborator<'s> {
                 Ok(())
             }
             Statement::Output { name, value, span } => {
+                let name = &self.interpolate(name, *span)?;
                 let v = self.tensor(value)?;
                 if !self.outputs.insert(name.clone()) {
                     return Err(self.error(
@@ -295,16 +309,22 @@ impl<'s> Elaborator<'s> {
             } => {
                 let (from, to) = (self.int(start)?, self.int(end)?);
                 let outer_prefix = self.prefix.clone();
+                let shadowed = self.values.remove(var);
+                let mut result = Ok(());
                 for i in from..to {
-                    self.scopes
-                        .push(HashMap::from([(var.clone(), Val::Int(i))]));
+                    self.bind(var, Val::Int(i));
                     self.prefix = format!("{outer_prefix}{var}{i}.");
-                    let result = body.iter().try_for_each(|s| self.statement(s));
-                    self.scopes.pop();
-                    result?;
+                    result = body.iter().try_for_each(|s| self.statement(s));
+                    if result.is_err() {
+                        break;
+                    }
+                }
+                self.values.remove(var);
+                if let Some(v) = shadowed {
+                    self.bind(var, v);
                 }
                 self.prefix = outer_prefix;
-                Ok(())
+                result
             }
         }
     }
@@ -357,11 +377,24 @@ impl<'s> Elaborator<'s> {
     fn declare_input(
         &mut self,
         name: &str,
+        alias: Option<&str>,
         ty: &TypeExpr,
         secrecy: Option<bool>,
         role: InputRole,
         span: Span,
     ) -> Result<(), DslError> {
+        if self
+            .graph
+            .inputs()
+            .iter()
+            .any(|i| self.graph.input_name(i) == name)
+        {
+            return Err(self.error(
+                ErrorKind::Name,
+                format!("input `{name}` is declared twice"),
+                span,
+            ));
+        }
         let tensor_type = self.tensor_type(ty)?;
         let encrypted = secrecy.unwrap_or(tensor_type.dtype.is_float());
         let tensor_type = TensorType {
@@ -375,11 +408,18 @@ impl<'s> Elaborator<'s> {
         let value = self
             .graph
             .add_input(name, tensor_type, role, self.location(span));
-        self.bind(
-            &crate::print::identifier_for(name),
-            Val::Tensor(value),
-            span,
-        )
+        // An alias (`as past_k`) is rebound in each loop iteration; a plain name is declared once.
+        match alias {
+            Some(local) => {
+                self.bind(local, Val::Tensor(value));
+                Ok(())
+            }
+            None => self.declare(
+                &crate::print::identifier_for(name),
+                Val::Tensor(value),
+                span,
+            ),
+        }
     }
 
     fn tensor_type(&self, ty: &TypeExpr) -> Result<TensorType, DslError> {

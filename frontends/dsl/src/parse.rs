@@ -102,6 +102,7 @@ fn describe(rule: Rule) -> &'static str {
         Rule::tensor_type | Rule::dtype => "a tensor type like `f32[1, 16]`",
         Rule::secrecy => "`encrypted` or `public`",
         Rule::annotation => "an annotation like `@range(-4, 4)`",
+        Rule::alias => "`as NAME`",
         Rule::argument | Rule::keyword_argument => "an argument",
         Rule::none_kw => "`none`",
         Rule::EOI => "the end of the file",
@@ -163,17 +164,20 @@ fn statement(pair: Pair<Rule>) -> Statement {
         }
         Rule::input_decl => Statement::Input {
             name: text_of_name(inner.next().expect("name")),
+            alias: inner.next_if(|p| p.as_rule() == Rule::alias).map(alias),
             ty: tensor_type(inner.next().expect("type")),
             secrecy: secrecy(inner.next()),
             span: whole,
         },
         Rule::state_decl => {
             let name = text_of_name(inner.next().expect("name"));
+            let alias = inner.next_if(|p| p.as_rule() == Rule::alias).map(alias);
             let ty = tensor_type(inner.next().expect("type"));
             let secrecy = secrecy(inner.next_if(|p| p.as_rule() == Rule::secrecy));
             let output = text_of_name(inner.next().expect("output"));
             Statement::State {
                 name,
+                alias,
                 ty,
                 secrecy,
                 output,
@@ -210,6 +214,14 @@ fn statement(pair: Pair<Rule>) -> Statement {
         },
         other => unreachable!("statement rule {other:?}"),
     }
+}
+
+fn alias(pair: Pair<Rule>) -> String {
+    pair.into_inner()
+        .next()
+        .expect("alias name")
+        .as_str()
+        .to_string()
 }
 
 fn annotation(pair: Pair<Rule>) -> Annotation {
