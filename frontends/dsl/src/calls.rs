@@ -552,7 +552,7 @@ pub(crate) fn call(
         other => {
             return Err(a.error(
                 ErrorKind::Name,
-                format!("unknown function `{other}` (see docs/dsl.md for the list)"),
+                format!("unknown function `{other}` (docs/dsl.md lists them; the annotations are @range and @precision)"),
                 span,
             ));
         }

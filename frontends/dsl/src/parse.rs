@@ -67,11 +67,12 @@ fn syntax_error(error: pest::error::Error<Rule>, source: &str, file: &str) -> Ds
         }
         pest::error::ErrorVariant::CustomError { message } => message.clone(),
     };
-    let end = source[position..]
-        .find(|c: char| c.is_whitespace())
-        .map_or(source.len(), |i| position + i)
-        .max(position + 1)
-        .min(source.len().max(position));
+    // The caret covers the word found there (at least one character).
+    let position = position.min(source.len());
+    let rest = &source[position..];
+    let word = rest.find(char::is_whitespace).unwrap_or(rest.len());
+    let first = rest.chars().next().map_or(0, char::len_utf8);
+    let end = position + word.max(first);
     DslError::at(
         ErrorKind::Syntax,
         message,
