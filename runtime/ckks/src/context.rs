@@ -7,6 +7,7 @@ use crate::encoding::EncoderTables;
 use crate::error::{CkksError, Result};
 use crate::params::{CkksParameters, ParamSet};
 use crate::ring::basis::BasisConverter;
+use crate::ring::basis_ifma::{self, Reducer};
 use crate::ring::modulus::Modulus;
 use crate::ring::ntt::NttTable;
 
@@ -38,6 +39,8 @@ pub(crate) struct Inner {
     /// P^{-1} mod q_i with Shoup constants.
     pub p_inv: Vec<(u64, u64)>,
     pub encoder: EncoderTables,
+    /// IFMA reduction constants per modulus (q then p) where the vector kernels apply.
+    pub ifma: Vec<Option<Reducer>>,
 }
 
 /// A CKKS context. All objects (keys, ciphertexts, plaintexts) carry the context's parameter id,
@@ -113,6 +116,10 @@ impl CkksContext {
             })
             .collect();
         let encoder = EncoderTables::new(params.log_n);
+        let ifma = moduli
+            .iter()
+            .map(|m| (basis_ifma::available() && m.value() < 1 << 50).then(|| Reducer::new(m)))
+            .collect();
         Ok(CkksContext {
             inner: Arc::new(Inner {
                 id: params.id(),
@@ -126,6 +133,7 @@ impl CkksContext {
                 moddown,
                 p_inv,
                 encoder,
+                ifma,
             }),
         })
     }

@@ -62,7 +62,10 @@ impl Encryptor {
         let mut c1 = small_to_ntt(&e1, &tables);
         c0.mul_acc(&v, &pk.b.restrict_ext(q_limbs, level), &tables);
         c1.mul_acc(&v, &pk.a.restrict_ext(q_limbs, level), &tables);
-        let (mut c0, c1) = rayon::join(|| mod_down(ctx, &c0, level), || mod_down(ctx, &c1, level));
+        let (mut c0, c1) = rayon::join(
+            || mod_down(ctx, &c0, level, &|_, _| {}),
+            || mod_down(ctx, &c1, level, &|_, _| {}),
+        );
         c0.add_assign(&pt.poly, ctx.q_moduli(level));
         Ok(Ciphertext {
             parts: vec![c0, c1],

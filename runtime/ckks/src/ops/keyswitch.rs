@@ -12,6 +12,7 @@ use rayon::prelude::*;
 
 use crate::context::CkksContext;
 use crate::keys::SwitchingKey;
+use crate::ring::basis_ifma;
 use crate::ring::poly::RnsPoly;
 
 /// The ModUp'ed digits of a polynomial: `digits[j]` has ℓ + 1 + K limbs (NTT form) over
@@ -22,7 +23,8 @@ pub struct Decomposed {
     pub(crate) digits: Vec<RnsPoly>,
 }
 
-/// Decomposes and ModUps `c` (NTT form, ℓ + 1 limbs).
+/// Decomposes and ModUps `c` (NTT form, ℓ + 1 limbs). Each converted limb is NTT'ed while in
+/// cache.
 pub(crate) fn decompose(ctx: &CkksContext, c: &RnsPoly, level: usize) -> Decomposed {
     let n = ctx.n();
     let alpha = ctx.params().alpha();
@@ -41,23 +43,26 @@ pub(crate) fn decompose(ctx: &CkksContext, c: &RnsPoly, level: usize) -> Decompo
             let conv = ctx.inner.modup[j][level]
                 .as_ref()
                 .expect("digit present at this level");
+            // Target t of the converter is ext limb t (t < start) or t + (end − start).
+            let targets: Vec<_> = (0..ext)
+                .filter(|&t| t < start || t >= end)
+                .map(|t| ext_tables[t])
+                .collect();
             let mut d = RnsPoly::zero(n, ext);
-            let mut scratch = vec![0u64; (end - start + 1) * n];
+            let mut scratch = vec![0u64; conv.scratch_len(n)];
             let (before, rest) = d.data_mut().split_at_mut(start * n);
             let (mid, after) = rest.split_at_mut((end - start) * n);
             mid.copy_from_slice(&c.data()[start * n..end * n]);
-            {
-                let mut outs: Vec<&mut [u64]> = before
-                    .chunks_exact_mut(n)
-                    .chain(after.chunks_exact_mut(n))
-                    .collect();
-                conv.convert(&coeff.data()[start * n..end * n], &mut outs, &mut scratch);
-            }
-            d.par_limbs_mut()
-                .zip(ext_tables.par_iter())
-                .enumerate()
-                .filter(|(t, _)| *t < start || *t >= end)
-                .for_each(|(_, (limb, tab))| tab.forward(limb));
+            let mut outs: Vec<&mut [u64]> = before
+                .chunks_exact_mut(n)
+                .chain(after.chunks_exact_mut(n))
+                .collect();
+            conv.convert(
+                &coeff.data()[start * n..end * n],
+                &mut outs,
+                &mut scratch,
+                &|t, limb| targets[t].forward(limb),
+            );
             d
         })
         .collect();
@@ -76,6 +81,7 @@ pub(crate) fn inner_product(
     let ext = ext_tables.len();
     let mut acc0 = RnsPoly::zero(n, ext);
     let mut acc1 = RnsPoly::zero(n, ext);
+    let nq = ctx.max_level() + 1;
     acc0.par_limbs_mut()
         .zip(acc1.par_limbs_mut())
         .zip(ext_tables.par_iter())
@@ -86,6 +92,21 @@ pub(crate) fn inner_product(
             } else {
                 key.level + 1 + (t - level - 1)
             };
+            let modulus_index = if t <= level { t } else { nq + t - level - 1 };
+            #[cfg(target_arch = "x86_64")]
+            if let Some(red) = &ctx.inner.ifma[modulus_index]
+                && n.is_multiple_of(16)
+                && dec.digits.len() <= 14
+            {
+                let d: Vec<&[u64]> = dec.digits.iter().map(|p| p.limb(t)).collect();
+                let b: Vec<&[u64]> = key.digits.iter().map(|(b, _)| b.limb(kt)).collect();
+                let a: Vec<&[u64]> = key.digits.iter().map(|(_, a)| a.limb(kt)).collect();
+                // SAFETY: IFMA detected (the reducer exists), all residues are reduced modulo
+                // this prime < 2^50, every limb has N words, at most 14 digits.
+                unsafe { basis_ifma::dot2_limb(&d, &b[..d.len()], &a[..d.len()], o0, o1, red) };
+                return;
+            }
+            let _ = modulus_index;
             for (d, (b, a)) in dec.digits.iter().zip(&key.digits) {
                 let dl = d.limb(t);
                 tab.mul_acc(o0, dl, b.limb(kt));
@@ -95,37 +116,41 @@ pub(crate) fn inner_product(
     (acc0, acc1)
 }
 
-/// ModDown: x over Q_ℓ·P (NTT) ↦ round(x / P) over Q_ℓ (NTT).
-pub(crate) fn mod_down(ctx: &CkksContext, x: &RnsPoly, level: usize) -> RnsPoly {
+/// ModDown: x over Q_ℓ·P (NTT) ↦ round(x / P) over Q_ℓ (NTT). `finish(i, limb)` runs on each
+/// finished limb i while it is in cache (used by rotations to add c_0 and permute).
+pub(crate) fn mod_down(
+    ctx: &CkksContext,
+    x: &RnsPoly,
+    level: usize,
+    finish: &(dyn Fn(usize, &mut [u64]) + Sync),
+) -> RnsPoly {
     let n = ctx.n();
-    let k = ctx.num_special();
     let nq = ctx.max_level() + 1;
     let p_tables: Vec<_> = ctx.inner.ntt[nq..].iter().collect();
     let mut p_part = RnsPoly::from_data(n, x.data()[(level + 1) * n..].to_vec());
     p_part.intt(&p_tables);
-    let mut conv = RnsPoly::zero(n, level + 1);
-    let mut scratch = vec![0u64; (k + 1) * n];
-    {
-        let mut outs: Vec<&mut [u64]> = conv.data_mut().chunks_exact_mut(n).collect();
-        ctx.inner
-            .moddown
-            .convert(p_part.data(), &mut outs, &mut scratch);
-    }
-    let q_tables = ctx.q_tables(level);
+    let mut out = RnsPoly::zero(n, level + 1);
+    let mut scratch = vec![0u64; ctx.inner.moddown.scratch_len(n)];
     let moduli = ctx.q_moduli(level);
-    conv.par_limbs_mut()
-        .zip(x.par_limbs())
-        .zip(q_tables.par_iter())
-        .enumerate()
-        .for_each(|(i, ((r, xi), tab))| {
-            tab.forward(r);
-            let m = &moduli[i];
-            let (pi, pis) = ctx.inner.p_inv[i];
-            for (rv, &xv) in r.iter_mut().zip(xi) {
-                *rv = m.mul_shoup(m.sub(xv, *rv), pi, pis);
-            }
-        });
-    conv
+    let tables = ctx.q_tables(level);
+    {
+        let mut outs: Vec<&mut [u64]> = out.data_mut().chunks_exact_mut(n).collect();
+        ctx.inner.moddown.convert(
+            p_part.data(),
+            &mut outs,
+            &mut scratch,
+            &|i, r: &mut [u64]| {
+                tables[i].forward(r);
+                let m = &moduli[i];
+                let (pi, pis) = ctx.inner.p_inv[i];
+                for (rv, &xv) in r.iter_mut().zip(x.limb(i)) {
+                    *rv = m.mul_shoup(m.sub(xv, *rv), pi, pis);
+                }
+                finish(i, r);
+            },
+        );
+    }
+    out
 }
 
 /// Full key switch of `c` (NTT, level ℓ): returns (u_0, u_1) with u_0 + u_1·s_out ≈ c·s_in.
@@ -137,7 +162,10 @@ pub(crate) fn key_switch(
 ) -> (RnsPoly, RnsPoly) {
     let dec = decompose(ctx, c, level);
     let (a0, a1) = inner_product(ctx, &dec, key);
-    rayon::join(|| mod_down(ctx, &a0, level), || mod_down(ctx, &a1, level))
+    rayon::join(
+        || mod_down(ctx, &a0, level, &|_, _| {}),
+        || mod_down(ctx, &a1, level, &|_, _| {}),
+    )
 }
 
 #[cfg(test)]
@@ -185,7 +213,10 @@ mod tests {
                     .step_by(alpha)
                     .map(|start| {
                         let end = (start + alpha).min(level + 1);
-                        p.q[start..end].iter().map(|&q| (q as f64).log2()).sum::<f64>()
+                        p.q[start..end]
+                            .iter()
+                            .map(|&q| (q as f64).log2())
+                            .sum::<f64>()
                     })
                     .map(|bits| (2.0 * bits).exp2())
                     .sum();
@@ -218,9 +249,9 @@ mod tests {
             let t1 = t.elapsed();
             let (a0, a1) = inner_product(&ctx, &dec, &rlk.0);
             let t2 = t.elapsed();
-            let r0 = mod_down(&ctx, &a0, level);
+            let r0 = mod_down(&ctx, &a0, level, &|_, _| {});
             let t3 = t.elapsed();
-            let r1 = mod_down(&ctx, &a1, level);
+            let r1 = mod_down(&ctx, &a1, level, &|_, _| {});
             let t4 = t.elapsed();
             eprintln!(
                 "decompose {:?}  inner {:?}  mod_down {:?} + {:?}",

@@ -7,8 +7,6 @@
 //! Bossuat et al., EUROCRYPT 2021, §5). A single rotation is the hoisted path with one element,
 //! so both give bit-identical results.
 
-use rayon::prelude::*;
-
 use super::Evaluator;
 use super::keyswitch::{Decomposed, decompose, inner_product, mod_down};
 use crate::ciphertext::Ciphertext;
@@ -49,21 +47,28 @@ impl Evaluator {
         let level = h.meta.level;
         key.key.check(&self.ctx, level)?;
         let (a0, a1) = inner_product(&self.ctx, &h.dec, &key.key);
-        let (mut u0, u1) = rayon::join(
-            || mod_down(&self.ctx, &a0, level),
-            || mod_down(&self.ctx, &a1, level),
+        let n = self.ctx.n();
+        let moduli = self.ctx.q_moduli(level);
+        // Per finished limb: (+ c_0 for part 0), then σ_g as an index permutation.
+        let finish = |part: usize| {
+            move |i: usize, limb: &mut [u64]| {
+                if part == 0 {
+                    let m = &moduli[i];
+                    for (x, &c) in limb.iter_mut().zip(h.c0.limb(i)) {
+                        *x = m.add(*x, c);
+                    }
+                }
+                let mut tmp = vec![0u64; n];
+                permute_ntt(limb, &mut tmp, &key.perm);
+                limb.copy_from_slice(&tmp);
+            }
+        };
+        let (f0, f1) = (finish(0), finish(1));
+        let (u0, u1) = rayon::join(
+            || mod_down(&self.ctx, &a0, level, &f0),
+            || mod_down(&self.ctx, &a1, level, &f1),
         );
-        u0.add_assign(&h.c0, self.ctx.q_moduli(level));
-        let parts = [u0, u1]
-            .into_par_iter()
-            .map(|u| {
-                let mut out = RnsPoly::zero(self.ctx.n(), level + 1);
-                out.par_limbs_mut()
-                    .zip(u.par_limbs())
-                    .for_each(|(o, i)| permute_ntt(i, o, &key.perm));
-                out
-            })
-            .collect();
+        let parts = vec![u0, u1];
         Ok(Ciphertext {
             parts,
             ..h.meta.clone_meta()

@@ -29,6 +29,9 @@ pub struct BasisConverter {
     inv_from: Vec<f64>,
     /// IFMA reducers per target (None where the scalar path is used).
     ifma: Vec<Option<Reducer>>,
+    /// Sources b_i ≥ 2^50: their y_i is split as y_lo + 2^30·y_hi (two virtual limbs of < 2^31)
+    /// so the 52-bit IFMA kernel applies; weights gain (B/b_i)·2^30 mod c_j.
+    big: Vec<usize>,
 }
 
 impl BasisConverter {
@@ -69,12 +72,29 @@ impl BasisConverter {
             .collect();
         let inv_from = from.iter().map(|b| 1.0 / b.value() as f64).collect();
         let small = |m: &Modulus| m.value() < 1 << 50;
-        let use_ifma = basis_ifma::available() && from.len() <= 14 && from.iter().all(small);
+        let big: Vec<usize> = (0..from.len()).filter(|&i| !small(&from[i])).collect();
+        let nb = from.len();
+        let nw = nb + big.len();
+        // Weights per target: the |B| originals, then (B/b_i)·2^30 for each big source.
+        let hat_mod_to: Vec<u64> = to
+            .iter()
+            .enumerate()
+            .flat_map(|(j, cj)| {
+                let row = &hat_mod_to[j * nb..(j + 1) * nb];
+                let two30 = cj.reduce(1 << 30);
+                row.iter()
+                    .copied()
+                    .chain(big.iter().map(move |&i| cj.mul(row[i], two30)))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let use_ifma = basis_ifma::available() && nw <= 14;
         let ifma = to
             .iter()
             .map(|t| (use_ifma && small(t)).then(|| Reducer::new(t)))
             .collect();
         BasisConverter {
+            big,
             ifma,
             neg_b_mod_to,
             inv_from,
@@ -95,14 +115,27 @@ impl BasisConverter {
         self.to.len()
     }
 
+    /// Words of scratch space [`BasisConverter::convert`] needs for ring degree `n`.
+    pub fn scratch_len(&self, n: usize) -> usize {
+        (self.from.len() + self.big.len() + 1) * n
+    }
+
     /// Converts coefficient-form `input` (|B| limbs of N, limb-major) into the target limbs
     /// `outs[j]` (the first `outs.len()` primes of C, each a slice of N). `scratch` must hold
-    /// (|B| + 1)·N words. Parallel over target limbs. The output is the centered representative
-    /// of x mod B reduced into each c_j.
-    pub fn convert(&self, input: &[u64], outs: &mut [&mut [u64]], scratch: &mut [u64]) {
+    /// [`BasisConverter::scratch_len`] words. Parallel over target limbs. The output is the centered representative
+    /// of x mod B reduced into each c_j. `post(j, limb)` runs on each finished output limb while
+    /// it is still in cache (e.g. its forward NTT).
+    pub fn convert(
+        &self,
+        input: &[u64],
+        outs: &mut [&mut [u64]],
+        scratch: &mut [u64],
+        post: &(dyn Fn(usize, &mut [u64]) + Sync),
+    ) {
         let nb = self.from.len();
+        let nw = nb + self.big.len();
         let n = input.len() / nb;
-        let (scratch, v) = scratch[..(nb + 1) * n].split_at_mut(nb * n);
+        let (scratch, v) = scratch[..(nw + 1) * n].split_at_mut(nw * n);
         // y_i = x_i · (B/b_i)^{-1} mod b_i
         scratch
             .par_chunks_exact_mut(n)
@@ -115,8 +148,8 @@ impl BasisConverter {
                     *yv = m.mul_shoup(xv, w, ws);
                 }
             });
-        let y = &*scratch;
         // v = round(Σ_i y_i / b_i): the multiple of B to remove for the centered value.
+        let y = &*scratch;
         v.par_chunks_mut(1024).enumerate().for_each(|(c, vc)| {
             for (k, out) in vc.iter_mut().enumerate() {
                 let idx = c * 1024 + k;
@@ -127,17 +160,28 @@ impl BasisConverter {
             }
         });
         let v = &*v;
+        // Split the big sources into two virtual limbs.
+        for (k, &i) in self.big.iter().enumerate() {
+            let (lo, hi) = scratch.split_at_mut((nb + k) * n);
+            for (a, b) in lo[i * n..(i + 1) * n].iter_mut().zip(&mut hi[..n]) {
+                *b = *a >> 30;
+                *a &= (1 << 30) - 1;
+            }
+        }
+        let y = &*scratch;
         outs.par_iter_mut().enumerate().for_each(|(j, o)| {
-            let w = &self.hat_mod_to[j * nb..(j + 1) * nb];
+            let w = &self.hat_mod_to[j * nw..(j + 1) * nw];
             let neg_b = self.neg_b_mod_to[j];
             let m = &self.to[j];
             #[cfg(target_arch = "x86_64")]
             if let Some(red) = &self.ifma[j]
                 && n.is_multiple_of(32)
             {
-                // SAFETY: IFMA was detected at construction; sources, weights, v and −B mod t are
-                // below 2^50 (checked), |B| ≤ 14, and the slices have the documented lengths.
+                // SAFETY: IFMA was detected at construction; (split) sources, weights, v and −B mod t
+                // are below 2^50 (checked), at most 14 weights, and the slices have the documented
+                // lengths.
                 unsafe { basis_ifma::conv_limb(y, n, w, v, neg_b, o, red) };
+                post(j, o);
                 return;
             }
             const BLOCK: usize = 64;
@@ -158,6 +202,7 @@ impl BasisConverter {
                     *dst = m.reduce_u128(a);
                 }
             }
+            post(j, o);
         });
     }
 }
@@ -182,10 +227,10 @@ mod tests {
             for (i, m) in b.iter().enumerate() { input[i * n] = (x % m.value() as u128) as u64; }
             let conv = BasisConverter::new(&b, &c);
             let mut out = vec![0u64; 2 * n];
-            let mut scratch = vec![0u64; 4 * n];
+            let mut scratch = vec![0u64; conv.scratch_len(n)];
             {
                 let mut outs: Vec<&mut [u64]> = out.chunks_exact_mut(n).collect();
-                conv.convert(&input, &mut outs, &mut scratch);
+                conv.convert(&input, &mut outs, &mut scratch, &|_, _| {});
             }
             let centered: i128 = if x > big_b / 2 { x as i128 - big_b as i128 } else { x as i128 };
             for (j, m) in c.iter().enumerate() {
@@ -224,10 +269,10 @@ mod kernel_tests {
             })
             .collect();
         let mut out = vec![0u64; c.len() * n];
-        let mut scratch = vec![0u64; 9 * n];
+        let mut scratch = vec![0u64; conv.scratch_len(n)];
         {
             let mut outs: Vec<&mut [u64]> = out.chunks_exact_mut(n).collect();
-            conv.convert(&input, &mut outs, &mut scratch);
+            conv.convert(&input, &mut outs, &mut scratch, &|_, _| {});
         }
         for coef in (0..n).step_by(37) {
             let y: Vec<u64> = (0..8)
@@ -273,11 +318,11 @@ mod bench {
             .map(|k| (k as u64 * 0x9E3779B97F4A7C15) % b[k / n].value())
             .collect();
         let mut out = vec![0u64; 23 * n];
-        let mut scratch = vec![0u64; 9 * n];
+        let mut scratch = vec![0u64; conv.scratch_len(n)];
         for _ in 0..3 {
             let t = std::time::Instant::now();
             let mut outs: Vec<&mut [u64]> = out.chunks_exact_mut(n).collect();
-            conv.convert(&input, &mut outs, &mut scratch);
+            conv.convert(&input, &mut outs, &mut scratch, &|_, _| {});
             eprintln!("convert 8->23 at N=2^16: {:?}", t.elapsed());
         }
     }

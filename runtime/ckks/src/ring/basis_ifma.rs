@@ -1,4 +1,6 @@
-//! AVX-512 IFMA kernel of the fast basis conversion's inner product (x86-64 with `avx512ifma`).
+//! AVX-512 IFMA kernels (x86-64 with `avx512ifma`) for the two lazy-reduction inner products of
+//! key switching: the fast basis conversion (`conv_limb`) and the digit × key products
+//! (`dot2_limb`).
 //!
 //! For one target prime t < 2^50 and source residues y_i < 2^50 (|B| ≤ 14), 32 coefficients at a
 //! time (four independent accumulator chains): lo = Σ lo52(y_i·w_i), hi = Σ hi52(y_i·w_i) with
@@ -46,6 +48,124 @@ pub(crate) fn available() -> bool {
     }
 }
 
+/// Broadcast constants of [`Reducer`].
+#[cfg(target_arch = "x86_64")]
+struct VecConsts {
+    mask52: std::arch::x86_64::__m512i,
+    t: std::arch::x86_64::__m512i,
+    t2: std::arch::x86_64::__m512i,
+    t4: std::arch::x86_64::__m512i,
+    c52: std::arch::x86_64::__m512i,
+    c52s: std::arch::x86_64::__m512i,
+    mu: std::arch::x86_64::__m512i,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl VecConsts {
+    #[target_feature(enable = "avx512f")]
+    fn new(red: &Reducer) -> Self {
+        use std::arch::x86_64::*;
+        VecConsts {
+            mask52: _mm512_set1_epi64(((1u64 << 52) - 1) as i64),
+            t: _mm512_set1_epi64(red.t as i64),
+            t2: _mm512_set1_epi64((2 * red.t) as i64),
+            t4: _mm512_set1_epi64((4 * red.t) as i64),
+            c52: _mm512_set1_epi64(red.c52 as i64),
+            c52s: _mm512_set1_epi64(red.c52_shoup as i64),
+            mu: _mm512_set1_epi64(red.mu as i64),
+        }
+    }
+}
+
+/// (h·2^52 + l) mod t per lane, for h < 2^52 − 2^4 and l < 2^56.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512ifma")]
+#[inline]
+fn reduce(
+    k: &VecConsts,
+    h: std::arch::x86_64::__m512i,
+    l: std::arch::x86_64::__m512i,
+) -> std::arch::x86_64::__m512i {
+    use std::arch::x86_64::*;
+    let zero = _mm512_setzero_si512();
+    // Normalise: h < 2^52, l < 2^52.
+    let h = _mm512_add_epi64(h, _mm512_srli_epi64::<52>(l));
+    let l = _mm512_and_si512(l, k.mask52);
+    // r1 = h·2^52 mod t ∈ [0, 2t) (Shoup, 52-bit words).
+    let q1 = _mm512_madd52hi_epu64(zero, h, k.c52s);
+    let r1 = _mm512_and_si512(
+        _mm512_sub_epi64(
+            _mm512_madd52lo_epu64(zero, h, k.c52),
+            _mm512_madd52lo_epu64(zero, q1, k.t),
+        ),
+        k.mask52,
+    );
+    // r2 = l mod t ∈ [0, 3t) (Barrett with ⌊2^52/t⌋).
+    let q2 = _mm512_madd52hi_epu64(zero, l, k.mu);
+    let r2 = _mm512_sub_epi64(l, _mm512_madd52lo_epu64(zero, q2, k.t));
+    let mut s = _mm512_add_epi64(r1, r2);
+    s = _mm512_min_epu64(s, _mm512_sub_epi64(s, k.t4));
+    s = _mm512_min_epu64(s, _mm512_sub_epi64(s, k.t2));
+    _mm512_min_epu64(s, _mm512_sub_epi64(s, k.t))
+}
+
+/// out0[c] = Σ_j d_j[c]·b_j[c] mod t and out1[c] = Σ_j d_j[c]·a_j[c] mod t (n multiple of 16).
+///
+/// # Safety
+/// The CPU must support `avx512f` and `avx512ifma`; every slice has length ≥ n = out0.len();
+/// all values below t < 2^50; at most 14 terms.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512ifma")]
+pub(crate) unsafe fn dot2_limb(
+    d: &[&[u64]],
+    b: &[&[u64]],
+    a: &[&[u64]],
+    out0: &mut [u64],
+    out1: &mut [u64],
+    red: &Reducer,
+) {
+    use std::arch::x86_64::*;
+    const LANES: usize = 8;
+    const UNROLL: usize = 2;
+    let n = out0.len();
+    debug_assert!(n.is_multiple_of(LANES * UNROLL) && d.len() <= 14 && out1.len() >= n);
+    debug_assert!(d.iter().chain(b).chain(a).all(|s| s.len() >= n));
+    let zero = _mm512_setzero_si512();
+    let k = VecConsts::new(red);
+    let load = |p: &[u64], off: usize| {
+        // SAFETY: off + 8 ≤ n ≤ p.len() (caller contract).
+        unsafe { _mm512_loadu_si512(p.as_ptr().add(off) as *const __m512i) }
+    };
+    for c in (0..n).step_by(LANES * UNROLL) {
+        let mut lo0 = [zero; UNROLL];
+        let mut hi0 = [zero; UNROLL];
+        let mut lo1 = [zero; UNROLL];
+        let mut hi1 = [zero; UNROLL];
+        for j in 0..d.len() {
+            for u in 0..UNROLL {
+                let off = c + u * LANES;
+                let dv = load(d[j], off);
+                let bv = load(b[j], off);
+                let av = load(a[j], off);
+                lo0[u] = _mm512_madd52lo_epu64(lo0[u], dv, bv);
+                hi0[u] = _mm512_madd52hi_epu64(hi0[u], dv, bv);
+                lo1[u] = _mm512_madd52lo_epu64(lo1[u], dv, av);
+                hi1[u] = _mm512_madd52hi_epu64(hi1[u], dv, av);
+            }
+        }
+        for u in 0..UNROLL {
+            let off = c + u * LANES;
+            let r0 = reduce(&k, hi0[u], lo0[u]);
+            let r1 = reduce(&k, hi1[u], lo1[u]);
+            // SAFETY: off + 8 ≤ n ≤ out0.len(), out1.len().
+            unsafe {
+                _mm512_storeu_si512(out0.as_mut_ptr().add(off) as *mut __m512i, r0);
+                _mm512_storeu_si512(out1.as_mut_ptr().add(off) as *mut __m512i, r1);
+            }
+        }
+    }
+}
+
 /// out[c] = (Σ_i y[i·n + c]·w[i] + v[c]·neg_b) mod t for c < n (n a multiple of 32).
 ///
 /// # Safety
@@ -71,13 +191,7 @@ pub(crate) unsafe fn conv_limb(
     let wv: Vec<__m512i> = w.iter().map(|&x| _mm512_set1_epi64(x as i64)).collect();
     let nbv = _mm512_set1_epi64(neg_b as i64);
     let zero = _mm512_setzero_si512();
-    let mask52 = _mm512_set1_epi64(((1u64 << 52) - 1) as i64);
-    let tv = _mm512_set1_epi64(red.t as i64);
-    let t2 = _mm512_set1_epi64((2 * red.t) as i64);
-    let t4 = _mm512_set1_epi64((4 * red.t) as i64);
-    let c52 = _mm512_set1_epi64(red.c52 as i64);
-    let c52s = _mm512_set1_epi64(red.c52_shoup as i64);
-    let mu = _mm512_set1_epi64(red.mu as i64);
+    let k = VecConsts::new(red);
     let load = |p: &[u64], off: usize| {
         debug_assert!(off + LANES <= p.len());
         // SAFETY: off + 8 ≤ p.len() by the caller's length contract.
@@ -97,25 +211,7 @@ pub(crate) unsafe fn conv_limb(
             let vv = load(v, c + u * LANES);
             let l = _mm512_madd52lo_epu64(lo[u], vv, nbv);
             let h = _mm512_madd52hi_epu64(hi[u], vv, nbv);
-            // Normalise: h < 2^52, l < 2^52.
-            let h = _mm512_add_epi64(h, _mm512_srli_epi64::<52>(l));
-            let l = _mm512_and_si512(l, mask52);
-            // r1 = h·2^52 mod t ∈ [0, 2t) (Shoup, 52-bit words).
-            let q1 = _mm512_madd52hi_epu64(zero, h, c52s);
-            let r1 = _mm512_and_si512(
-                _mm512_sub_epi64(
-                    _mm512_madd52lo_epu64(zero, h, c52),
-                    _mm512_madd52lo_epu64(zero, q1, tv),
-                ),
-                mask52,
-            );
-            // r2 = l mod t ∈ [0, 3t) (Barrett with ⌊2^52/t⌋).
-            let q2 = _mm512_madd52hi_epu64(zero, l, mu);
-            let r2 = _mm512_sub_epi64(l, _mm512_madd52lo_epu64(zero, q2, tv));
-            let mut s = _mm512_add_epi64(r1, r2);
-            s = _mm512_min_epu64(s, _mm512_sub_epi64(s, t4));
-            s = _mm512_min_epu64(s, _mm512_sub_epi64(s, t2));
-            s = _mm512_min_epu64(s, _mm512_sub_epi64(s, tv));
+            let s = reduce(&k, h, l);
             let off = c + u * LANES;
             debug_assert!(off + LANES <= out.len());
             // SAFETY: off + 8 ≤ n ≤ out.len().

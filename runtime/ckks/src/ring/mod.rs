@@ -3,7 +3,7 @@
 
 pub mod automorphism;
 pub mod basis;
-mod basis_ifma;
+pub(crate) mod basis_ifma;
 pub mod crt;
 pub mod modulus;
 pub mod ntt;
