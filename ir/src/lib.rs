@@ -17,6 +17,7 @@ pub mod interp;
 pub mod npy;
 pub mod op;
 pub mod printer;
+pub mod recognize;
 pub mod tensor;
 
 pub use dtype::{DType, Secrecy, TensorType};

@@ -64,6 +64,5 @@ fn gelu_bracket(m: &mut Matcher, x: ValueRef, bracket: ValueRef) -> Option<GeluA
     let arg = m.take_unary(f, UnaryOp::Tanh)?;
     let c = FRAC_2_PI.sqrt();
     let terms = polynomial(m, arg);
-    is_univariate(&terms, x, &[(1, c), (3, c * GELU_TANH_CUBIC)])
-        .then_some(GeluApproximation::Tanh)
+    is_univariate(&terms, x, &[(1, c), (3, c * GELU_TANH_CUBIC)]).then_some(GeluApproximation::Tanh)
 }

@@ -31,10 +31,7 @@ struct Scores {
 ///   what the importer makes of `Expand` — or the `Expand` itself, then `Reshape` to
 ///   `[B,Hkv·n,T,D]`) is undone, so the op reads the cache's `[B,Hkv,T,D]` directly.
 pub fn attention(m: &mut Matcher) -> Option<Replacement> {
-    let [probs, v] = m
-        .root_operands(|op| *op == Op::MatMul)?
-        .try_into()
-        .ok()?;
+    let [probs, v] = m.root_operands(|op| *op == Op::MatMul)?.try_into().ok()?;
     let probs = m.skip_noop_casts(probs);
     let rank = m.rank(probs)?;
     let logits = *m
@@ -86,7 +83,10 @@ fn masked_scores(m: &mut Matcher, logits: ValueRef) -> Option<(Scores, Option<Va
 /// `k = Transpose(key_source, perm with its last two entries swapped)`.
 fn scores(m: &mut Matcher, value: ValueRef) -> Option<Scores> {
     let (outer, product) = scaled_value(m, value);
-    let [q, key_t] = m.take_single(product, |op| *op == Op::MatMul)?.try_into().ok()?;
+    let [q, key_t] = m
+        .take_single(product, |op| *op == Op::MatMul)?
+        .try_into()
+        .ok()?;
     let (q_scale, q) = scaled_value(m, q);
     let (kt_scale, key_t) = scaled_value(m, key_t);
     let key_source = *m
@@ -149,8 +149,7 @@ fn repeated_source(m: &mut Matcher, value: ValueRef) -> Option<ValueRef> {
     let [_, _, n, _, _] = shape_of(stacked)?.try_into().ok()?;
     let expected_stack = [b, kv, n, t, d];
     let expected_heads = [b, kv * n, t, d];
-    (shape_of(stacked)? == expected_stack && shape_of(value)? == expected_heads)
-        .then_some(source)
+    (shape_of(stacked)? == expected_stack && shape_of(value)? == expected_heads).then_some(source)
 }
 
 fn is_identity(perm: &[usize]) -> bool {

@@ -2,7 +2,7 @@
 //! preceded by a helper such as a `Transpose`), checked on paper with shape inference before
 //! anything is added, then spliced in place of the matched root.
 
-use crate::graph::{Graph, SourceLocation, ValueRef};
+use crate::graph::{Graph, ValueRef};
 use crate::infer::infer;
 use crate::op::Op;
 
@@ -83,8 +83,13 @@ impl Replacement {
                 Err(_) => return false,
             }
         }
-        made.last()
-            .is_some_and(|&new| graph.replace_uses(self.root, new).is_ok())
+        let Some(&new) = made.last() else {
+            return false;
+        };
+        // Facts an author stated about the value (DSL `@range`) hold for its new computation.
+        let hints = graph.node(self.root.node).hints.clone();
+        graph.node_mut(new.node).hints = hints;
+        graph.replace_uses(self.root, new).is_ok()
     }
 
     fn type_checks(&self, graph: &Graph) -> bool {
@@ -114,9 +119,4 @@ fn resolve(source: Source, made: &[ValueRef]) -> ValueRef {
         Source::Value(v) => v,
         Source::Step(i) => made[i],
     }
-}
-
-/// A location for nodes made by this pass without an obvious source.
-pub fn synthetic() -> SourceLocation {
-    SourceLocation::Synthetic("recognize".into())
 }

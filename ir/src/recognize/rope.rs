@@ -21,7 +21,9 @@ pub fn rope(m: &mut Matcher) -> Option<Replacement> {
         .ok()?;
     let (x, cos, sin) = m.either(a, b, |m, direct, rotated| {
         let [p, q] = m.take_binary(rotated, BinaryOp::Mul)?;
-        let (x, sin) = m.either(p, q, |m, halves, sin| Some((rotate_half_of(m, halves)?, sin)))?;
+        let (x, sin) = m.either(p, q, |m, halves, sin| {
+            Some((rotate_half_of(m, halves)?, sin))
+        })?;
         let [p, q] = m.take_binary(direct, BinaryOp::Mul)?;
         let cos = m.either(p, q, |_, same, cos| (same == x).then_some(cos))?;
         Some((x, cos, sin))

@@ -1,0 +1,161 @@
+//! Composite-op recognition on every shared reference model and case: the expected composites
+//! are formed (exact counts), the rewritten graph verifies, computes what the imported one does
+//! (f64 interpreter, max abs difference ≤ 1e-5 on every output) and a second run finds nothing.
+//!
+//! Models live in `../shared/models` (override with `CACHEMIR_MODELS`); where absent, the test
+//! prints a notice and passes without checking anything.
+
+use cachemir_compiler::reference::Case;
+use cachemir_ir::interp::Value;
+use cachemir_ir::recognize::recognize;
+use cachemir_ir::{Graph, Interpreter, Precision};
+use cachemir_onnx::{ImportOptions, import_file};
+use ndarray::ArrayD;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Largest difference allowed between the imported and the rewritten graph's outputs.
+const TOLERANCE: f64 = 1e-5;
+
+fn models_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("CACHEMIR_MODELS").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/models"),
+        PathBuf::from,
+    );
+    if dir.join("manifest.json").is_file() {
+        Some(dir)
+    } else {
+        eprintln!(
+            "skipped: no reference models at {} (set CACHEMIR_MODELS to run this test)",
+            dir.display()
+        );
+        None
+    }
+}
+
+/// What each model must contain after recognition, per layer stack: every case of a model
+/// (whatever its batch, sequence and past lengths) gives the same counts.
+fn expected(model: &str) -> &'static [(&'static str, usize)] {
+    match model {
+        // 2 layers × (2 RMSNorms, SiLU, RoPE on q and on k, attention) + the final norm.
+        "tiny_llama_decode_step_p15_ts17" | "tiny_llama_with_past_ts17" => {
+            &[("Attention", 2), ("RmsNorm", 5), ("Rope", 4), ("Silu", 2)]
+        }
+        // 2 layers × (gelu_new, attention); the LayerNorms are already ONNX ops.
+        "tiny_gpt2_decode_step_p15_ts17" | "tiny_gpt2_with_past_ts17" => {
+            &[("Attention", 2), ("Gelu(Tanh)", 2)]
+        }
+        // 6 layers × (GELU, attention).
+        "minilm_l6_dyn_ts17" => &[("Attention", 6), ("Gelu(Erf)", 6)],
+        _ => &[],
+    }
+}
+
+/// `(model name, onnx file, case files)` from the manifest.
+fn manifest(dir: &Path) -> Vec<(String, PathBuf, Vec<PathBuf>)> {
+    let text = std::fs::read_to_string(dir.join("manifest.json")).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    json["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let folder = dir.join(m["dir"].as_str().unwrap());
+            let cases = m["cases"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| folder.join(c.as_str().unwrap()))
+                .collect();
+            (
+                m["name"].as_str().unwrap().to_string(),
+                dir.join(m["onnx"].as_str().unwrap()),
+                cases,
+            )
+        })
+        .collect()
+}
+
+/// Every graph output in f64 as computed, before rounding to its declared f32 type, so that the
+/// comparison sees differences below f32 resolution too.
+fn f64_outputs(graph: &Graph, case: &Case) -> HashMap<String, ArrayD<f64>> {
+    let inputs = graph
+        .inputs()
+        .iter()
+        .map(|i| {
+            let name = graph.input_name(i).to_string();
+            let tensor = case.inputs[&name].clone();
+            (name, tensor)
+        })
+        .collect();
+    let values = Interpreter::new(graph, Precision::F64)
+        .run_values(&inputs, &[])
+        .unwrap();
+    graph
+        .outputs()
+        .iter()
+        .map(|o| match &values[&o.value] {
+            Value::Float(a) => (o.name.clone(), a.clone()),
+            other => panic!("output {} is not float: {other:?}", o.name),
+        })
+        .collect()
+}
+
+#[test]
+fn every_model_forms_its_composites_and_computes_the_same() {
+    let Some(dir) = models_dir() else { return };
+    let mut checked = 0;
+    for (model, onnx, cases) in manifest(&dir) {
+        for case_path in &cases {
+            let label = format!(
+                "{model} {}",
+                case_path.file_name().unwrap().to_string_lossy()
+            );
+            let case = Case::load(case_path).unwrap();
+            let options = ImportOptions {
+                input_shapes: case.input_shapes(),
+                ..Default::default()
+            };
+            let imported = import_file(&onnx, &options).unwrap().graph;
+            let mut graph = imported.clone();
+            let start = Instant::now();
+            let report = recognize(&mut graph);
+            let elapsed = start.elapsed();
+            graph.verify().unwrap_or_else(|e| panic!("{label}: {e}"));
+
+            let formed: Vec<(&str, usize)> = report
+                .formed
+                .iter()
+                .map(|(k, v)| (k.as_str(), *v))
+                .collect();
+            assert_eq!(formed, expected(&model), "{label}: {report}");
+            let again = recognize(&mut graph);
+            assert!(again.is_empty(), "{label}: second run {again}");
+
+            let before = f64_outputs(&imported, &case);
+            let after = f64_outputs(&graph, &case);
+            let mut worst: f64 = 0.0;
+            for (name, expected) in &before {
+                let actual = &after[name];
+                assert_eq!(actual.shape(), expected.shape(), "{label} {name}");
+                let difference = (actual - expected)
+                    .iter()
+                    .fold(0.0, |m: f64, d| m.max(d.abs()));
+                assert!(
+                    difference <= TOLERANCE,
+                    "{label} {name}: max abs difference {difference:.3e}"
+                );
+                worst = worst.max(difference);
+            }
+            eprintln!(
+                "{label:<48} {report}; nodes {} -> {}; max abs diff {worst:.2e}; pass {:.1} ms",
+                imported.node_count(),
+                graph.node_count(),
+                elapsed.as_secs_f64() * 1e3
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 11, "only {checked} cases found");
+}
