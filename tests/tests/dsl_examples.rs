@@ -34,8 +34,11 @@ fn check_example(example: &str, onnx: &str, dims: &[(&str, usize)], cases: &[usi
     let Some(dir) = models_dir() else { return };
     let scratch = tempfile::tempdir().unwrap();
     let weights_path = scratch.path().join("weights.safetensors");
-    let imported =
-        import_file(&dir.join(format!("{onnx}.onnx")), &ImportOptions::default()).unwrap();
+    let options = ImportOptions {
+        dims: dims.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        ..Default::default()
+    };
+    let imported = import_file(&dir.join(format!("{onnx}.onnx")), &options).unwrap();
     weights::save(
         &weights_path,
         &print_model(&imported.graph, "unused").weights,
@@ -70,6 +73,8 @@ fn hand_written_tiny_llama_matches_onnxruntime() {
     check_example(
         "tiny_llama_decode_step.cmr",
         "tiny_llama_decode_step_p15_ts17",
+        &[],
+        &[0, 1],
     );
 }
 
@@ -78,6 +83,8 @@ fn hand_written_tiny_gpt2_matches_onnxruntime() {
     check_example(
         "tiny_gpt2_decode_step.cmr",
         "tiny_gpt2_decode_step_p15_ts17",
+        &[],
+        &[0, 1],
     );
 }
 
@@ -122,5 +129,16 @@ fn shape_only_llama3_8b_builds_fast_without_weights() {
     assert_eq!(
         graph.value_type(logits.value).unwrap().shape,
         vec![1, 1, 128256]
+    );
+}
+
+#[test]
+fn hand_written_minilm_matches_onnxruntime() {
+    // Case 0 is the one batch-1, 16-token sentence the example is written for.
+    check_example(
+        "minilm_l6_encoder.cmr",
+        "minilm_l6_dyn_ts17",
+        &[("batch", 1), ("sequence", 16)],
+        &[0],
     );
 }
