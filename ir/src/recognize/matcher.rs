@@ -68,7 +68,7 @@ impl<'g> Matcher<'g> {
         self.graph.operands(node)
     }
 
-    /// The root's operands when the root is `op` (compared with `==`), else `None`.
+    /// The root's operands when the root's op satisfies `wanted`, else `None`.
     pub fn root_operands(&self, wanted: impl Fn(&Op) -> bool) -> Option<Vec<ValueRef>> {
         wanted(&self.graph.node(self.root).op).then(|| self.operands(self.root))
     }

@@ -10,12 +10,20 @@
 //!
 //! The replacement takes the replaced value's name and the source location of the pattern's last
 //! node. The rewrite preserves what the graph computes up to float reassociation, and running it
-//! again finds nothing (it is idempotent).
+//! again finds nothing (it is idempotent). Constants that parametrise a composite (RMSNorm's
+//! epsilon, attention's scale) are taken from the graph as stored; GELU's are fixed by the op, so
+//! the exporter's f32 roundings of `√2`, `√(2/π)`, `0.044715` (< 1e-7 relative) are dropped.
 //!
 //! One file per pattern family: [`activation`] (SiLU, GELU), [`norm`] (RMSNorm), [`rope`],
 //! [`attention`]; [`algebra`] reads element-wise arithmetic as monomials and polynomials so the
 //! families need not enumerate operand orders and associations; [`matcher`] and
 //! [`replacement`] are the shared matching and rewriting machinery.
+//!
+//! [`Op::Silu`]: crate::Op::Silu
+//! [`Op::Gelu`]: crate::Op::Gelu
+//! [`Op::RmsNorm`]: crate::Op::RmsNorm
+//! [`Op::Rope`]: crate::Op::Rope
+//! [`Op::Attention`]: crate::Op::Attention
 
 pub mod activation;
 pub mod algebra;
@@ -35,8 +43,8 @@ use std::fmt;
 /// A pattern family: from a candidate root, the replacement if the pattern matches there.
 type Pattern = fn(&mut Matcher) -> Option<Replacement>;
 
-/// Tried in this order at every node. Attention comes last so that its `q` is the already
-/// formed `Rope` (nothing depends on that, but it keeps the printed graphs tidy).
+/// Tried in this order at every node. No two families match the same root (their formulas
+/// differ), so the order does not change the result.
 const PATTERNS: [Pattern; 5] = [
     activation::silu,
     activation::gelu,
@@ -88,7 +96,8 @@ impl fmt::Display for RecognizeReport {
 pub fn recognize(graph: &mut Graph) -> RecognizeReport {
     let mut report = RecognizeReport::default();
     // One sweep in topological order finds everything (a pattern's inner nodes come before its
-    // root); sweep again until nothing changes in case a rewrite enables another.
+    // root); sweep again until nothing changes in case a rewrite enables another. Every rewrite
+    // removes more nodes than it adds, so this ends.
     loop {
         let mut changed = false;
         for node in graph.topological_order() {

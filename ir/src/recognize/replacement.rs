@@ -30,17 +30,6 @@ pub struct Replacement {
 }
 
 impl Replacement {
-    /// A replacement by one node `op(operands)`.
-    pub fn single(label: impl Into<String>, root: ValueRef, op: Op, operands: &[ValueRef]) -> Self {
-        let mut replacement = Self {
-            label: label.into(),
-            root,
-            steps: Vec::new(),
-        };
-        replacement.push(op, operands.iter().map(|&v| v.into()).collect(), "");
-        replacement
-    }
-
     /// An empty plan; add steps with [`Replacement::push`].
     pub fn new(label: impl Into<String>, root: ValueRef) -> Self {
         Self {
@@ -48,6 +37,13 @@ impl Replacement {
             root,
             steps: Vec::new(),
         }
+    }
+
+    /// A replacement by one node `op(operands)`.
+    pub fn single(label: impl Into<String>, root: ValueRef, op: Op, operands: &[ValueRef]) -> Self {
+        let mut replacement = Self::new(label, root);
+        replacement.push(op, operands.iter().map(|&v| v.into()).collect(), "");
+        replacement
     }
 
     /// Appends a node; `suffix` names a helper's output after the root's (`""` for the final
@@ -79,7 +75,8 @@ impl Replacement {
             };
             match graph.add_node(op.clone(), &operands, vec![output_name], source.clone()) {
                 Ok(outputs) => made.push(outputs[0]),
-                // Unreachable after `type_checks`; the orphans are pruned by the caller.
+                // Cannot happen after `type_checks` (the same inference); a helper added before
+                // would be dead and go with the next prune.
                 Err(_) => return false,
             }
         }
