@@ -9,6 +9,25 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
+/// The folder of reference models: `$CACHEMIR_MODELS`, or `../shared/models` beside the
+/// workspace. `None`, with a notice on standard error, where it holds no `manifest.json` (a
+/// fresh clone without `../shared`): tests that need the models then skip.
+pub fn models_dir() -> Option<PathBuf> {
+    let dir = match std::env::var_os("CACHEMIR_MODELS") {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/models"),
+    };
+    if dir.join("manifest.json").is_file() {
+        Some(dir)
+    } else {
+        eprintln!(
+            "skipped: no reference models at {} (set CACHEMIR_MODELS to run this test)",
+            dir.display()
+        );
+        None
+    }
+}
+
 /// Errors reading a case file or running it.
 #[derive(Debug, Error)]
 pub enum CaseError {

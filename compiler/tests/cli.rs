@@ -1,6 +1,6 @@
 //! The `cachemirc` binary as a user runs it: help, version, exit codes, import and eval.
 
-use std::path::PathBuf;
+use cachemir_compiler::reference::models_dir;
 use std::process::{Command, Output};
 
 fn cachemirc(args: &[&str]) -> Output {
@@ -12,18 +12,6 @@ fn cachemirc(args: &[&str]) -> Output {
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn models_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("CACHEMIR_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/models"));
-    if dir.join("manifest.json").is_file() {
-        Some(dir)
-    } else {
-        eprintln!("skipped: no reference models at {}", dir.display());
-        None
-    }
 }
 
 #[test]

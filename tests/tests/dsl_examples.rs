@@ -2,7 +2,7 @@
 //! to onnxruntime's outputs with the weights the importer writes, and shape-only Llama-3-8B
 //! builds its graph quickly without allocating its weights.
 
-use cachemir_compiler::reference::{Case, compare, run_case};
+use cachemir_compiler::reference::{Case, compare, models_dir, run_case};
 use cachemir_dsl::print::print_model;
 use cachemir_dsl::{LoadOptions, load_file, weights};
 use cachemir_ir::npy::read_npy;
@@ -13,18 +13,6 @@ use std::time::Instant;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn models_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("CACHEMIR_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("../shared/models"));
-    if dir.join("manifest.json").is_file() {
-        Some(dir)
-    } else {
-        eprintln!("skipped: no reference models at {}", dir.display());
-        None
-    }
 }
 
 /// Writes the weights of `onnx` (imported with `dims` bound) the way `cachemirc import --emit dsl`

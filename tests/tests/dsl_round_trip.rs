@@ -1,24 +1,11 @@
 //! ONNX → DSL → IR: every shared model, printed as Cachemir model text with its weights and
 //! loaded back, evaluates like the ONNX import on every reference case.
 
-use cachemir_compiler::reference::{Case, compare, run_case};
+use cachemir_compiler::reference::{Case, compare, models_dir, run_case};
 use cachemir_dsl::print::print_model;
 use cachemir_dsl::{LoadOptions, load_source, weights};
 use cachemir_ir::Precision;
 use cachemir_onnx::{ImportOptions, import_file};
-use std::path::PathBuf;
-
-fn models_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("CACHEMIR_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/models"));
-    if dir.join("manifest.json").is_file() {
-        Some(dir)
-    } else {
-        eprintln!("skipped: no reference models at {}", dir.display());
-        None
-    }
-}
 
 #[test]
 fn every_model_round_trips_through_the_dsl() {

@@ -5,28 +5,12 @@
 //! Where the folder is absent (a fresh clone without `../shared`), each test prints a notice and
 //! passes without checking anything.
 
-use cachemir_compiler::reference::{Case, Comparison, compare, run_case};
+use cachemir_compiler::reference::{Case, Comparison, compare, models_dir, run_case};
 use cachemir_ir::npy::read_npy;
 use cachemir_ir::{Interpreter, Precision, Tensor};
 use cachemir_onnx::{ImportOptions, import_file};
 use std::collections::HashMap;
 use std::path::PathBuf;
-
-fn models_dir() -> Option<PathBuf> {
-    let dir = match std::env::var_os("CACHEMIR_MODELS") {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/models"),
-    };
-    if dir.join("manifest.json").is_file() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "skipped: no reference models at {} (set CACHEMIR_MODELS to run this test)",
-            dir.display()
-        );
-        None
-    }
-}
 
 struct ModelEntry {
     name: String,

@@ -311,6 +311,26 @@ fn reduce(name: &str) -> Option<ReduceOp> {
     })
 }
 
+/// How many tensor arguments a function takes (`None`: no such function).
+fn arity(name: &str) -> Option<(usize, usize)> {
+    if unary(name).is_some() || reduce(name).is_some() {
+        return Some((1, 1));
+    }
+    if binary(name).is_some() || compare(name).is_some() {
+        return Some((2, 2));
+    }
+    Some(match name {
+        "cast" | "clip" | "softmax" | "transpose" | "reshape" | "expand" | "split" | "slice"
+        | "squeeze" | "unsqueeze" | "flatten" | "gelu" | "silu" => (1, 1),
+        "matmul" | "rms_norm" | "gather" => (2, 2),
+        "linear" | "gemm" | "layer_norm" => (2, 3),
+        "where" | "rope" => (3, 3),
+        "attention" => (3, 4),
+        "concat" => (1, usize::MAX),
+        _ => return None,
+    })
+}
+
 /// Evaluates `name(args…, keywords…)`.
 pub(crate) fn call(
     el: &mut Elaborator,
@@ -334,12 +354,22 @@ pub(crate) fn call(
         positional,
         keywords,
     };
-    let (op, operands) = match name {
+    match name {
         "weight" => return weight(a),
         "constant" => return constant(a),
         "arange" => return arange(a),
+        _ => {}
+    }
+    let Some((min, max)) = arity(name) else {
+        return Err(a.error(
+            ErrorKind::Name,
+            format!("unknown function `{name}` (docs/dsl.md lists them; the annotations are @range and @precision)"),
+            span,
+        ));
+    };
+    let operands = a.tensors(min, max)?;
+    let op = match name {
         "linear" => {
-            let operands = a.tensors(2, 3)?;
             a.finish()?;
             let product = a.el.node(Op::MatMul, &operands[..2], span)?[0];
             return match operands.get(2) {
@@ -349,213 +379,105 @@ pub(crate) fn call(
                 None => Ok(Val::Tensor(product)),
             };
         }
-        _ if unary(name).is_some() => (Op::Unary(unary(name).expect("checked")), a.tensors(1, 1)?),
-        _ if binary(name).is_some() => {
-            (Op::Binary(binary(name).expect("checked")), a.tensors(2, 2)?)
-        }
-        _ if compare(name).is_some() => (
-            Op::Compare(compare(name).expect("checked")),
-            a.tensors(2, 2)?,
-        ),
-        _ if reduce(name).is_some() => {
-            let operands = a.tensors(1, 1)?;
-            let axes = a.ints("axes")?.unwrap_or_default();
-            let keep_dims =
-                !a.keywords.iter().any(|(k, ..)| k == "keep_dims") || a.flag("keep_dims")?;
-            (
-                Op::Reduce {
-                    op: reduce(name).expect("checked"),
-                    axes,
-                    keep_dims,
-                },
-                operands,
-            )
-        }
-        "where" => (Op::Where, a.tensors(3, 3)?),
-        "cast" => {
-            let operands = a.tensors(1, 1)?;
-            (
-                Op::Cast {
-                    to: a.dtype("to", DType::F32)?,
-                },
-                operands,
-            )
-        }
-        "clip" => {
-            let operands = a.tensors(1, 1)?;
-            (
-                Op::Clip {
-                    min: a.optional_float("min")?,
-                    max: a.optional_float("max")?,
-                },
-                operands,
-            )
-        }
-        "matmul" => (Op::MatMul, a.tensors(2, 2)?),
-        "gemm" => {
-            let operands = a.tensors(2, 3)?;
-            let op = Op::Gemm {
-                alpha: a.float("alpha", Some(1.0))?,
-                beta: a.float("beta", Some(1.0))?,
-                trans_a: a.flag("trans_a")?,
-                trans_b: a.flag("trans_b")?,
-            };
-            (op, operands)
-        }
-        "softmax" => {
-            let operands = a.tensors(1, 1)?;
-            (
-                Op::Softmax {
-                    axis: a.int("axis", Some(-1))?,
-                },
-                operands,
-            )
-        }
-        "layer_norm" => {
-            let operands = a.tensors(2, 3)?;
-            (
-                Op::LayerNormalization {
-                    axis: a.int("axis", Some(-1))?,
-                    epsilon: a.float("eps", Some(1e-5))?,
-                },
-                operands,
-            )
-        }
-        "rms_norm" => {
-            let operands = a.tensors(2, 2)?;
-            (
-                Op::RmsNorm {
-                    epsilon: a.float("eps", Some(1e-5))?,
-                },
-                operands,
-            )
-        }
+        _ if unary(name).is_some() => Op::Unary(unary(name).expect("checked")),
+        _ if binary(name).is_some() => Op::Binary(binary(name).expect("checked")),
+        _ if compare(name).is_some() => Op::Compare(compare(name).expect("checked")),
+        _ if reduce(name).is_some() => Op::Reduce {
+            op: reduce(name).expect("checked"),
+            axes: a.ints("axes")?.unwrap_or_default(),
+            keep_dims: !a.keywords.iter().any(|(k, ..)| k == "keep_dims") || a.flag("keep_dims")?,
+        },
+        "where" => Op::Where,
+        "cast" => Op::Cast {
+            to: a.dtype("to", DType::F32)?,
+        },
+        "clip" => Op::Clip {
+            min: a.optional_float("min")?,
+            max: a.optional_float("max")?,
+        },
+        "matmul" => Op::MatMul,
+        "gemm" => Op::Gemm {
+            alpha: a.float("alpha", Some(1.0))?,
+            beta: a.float("beta", Some(1.0))?,
+            trans_a: a.flag("trans_a")?,
+            trans_b: a.flag("trans_b")?,
+        },
+        "softmax" => Op::Softmax {
+            axis: a.int("axis", Some(-1))?,
+        },
+        "layer_norm" => Op::LayerNormalization {
+            axis: a.int("axis", Some(-1))?,
+            epsilon: a.float("eps", Some(1e-5))?,
+        },
+        "rms_norm" => Op::RmsNorm {
+            epsilon: a.float("eps", Some(1e-5))?,
+        },
         "transpose" => {
-            let operands = a.tensors(1, 1)?;
             let rank = a.shape_of(operands[0]).len();
             let perm = match a.ints("perm")? {
                 Some(p) => p.into_iter().map(|v| v.max(0) as usize).collect(),
                 None => (0..rank).rev().collect(),
             };
-            (Op::Transpose { perm }, operands)
+            Op::Transpose { perm }
         }
         "reshape" => {
-            let operands = a.tensors(1, 1)?;
             let count: usize = a.shape_of(operands[0]).iter().product();
             let target = a.required_ints("shape")?;
             let shape =
                 resolve_shape(&target, count).map_err(|m| a.error(ErrorKind::Shape, m, span))?;
-            (Op::Reshape { shape }, operands)
+            Op::Reshape { shape }
         }
-        "expand" => {
-            let operands = a.tensors(1, 1)?;
-            (
-                Op::Expand {
-                    shape: a.sizes("shape")?,
-                },
-                operands,
-            )
-        }
-        "concat" => {
-            let operands = a.tensors(1, usize::MAX)?;
-            (
-                Op::Concat {
-                    axis: a.int("axis", None)?,
-                },
-                operands,
-            )
-        }
-        "split" => {
-            let operands = a.tensors(1, 1)?;
-            (
-                Op::Split {
-                    axis: a.int("axis", Some(0))?,
-                    sizes: a.sizes("sizes")?,
-                },
-                operands,
-            )
-        }
+        "expand" => Op::Expand {
+            shape: a.sizes("shape")?,
+        },
+        "concat" => Op::Concat {
+            axis: a.int("axis", None)?,
+        },
+        "split" => Op::Split {
+            axis: a.int("axis", Some(0))?,
+            sizes: a.sizes("sizes")?,
+        },
         "slice" => {
-            let operands = a.tensors(1, 1)?;
             let starts = a.required_ints("starts")?;
             let ends = a.required_ints("ends")?;
             let axes = a
                 .ints("axes")?
                 .unwrap_or_else(|| (0..starts.len() as i64).collect());
             let steps = a.ints("steps")?.unwrap_or_else(|| vec![1; starts.len()]);
-            (
-                Op::Slice {
-                    starts,
-                    ends,
-                    axes,
-                    steps,
-                },
-                operands,
-            )
+            Op::Slice {
+                starts,
+                ends,
+                axes,
+                steps,
+            }
         }
-        "gather" => {
-            let operands = a.tensors(2, 2)?;
-            (
-                Op::Gather {
-                    axis: a.int("axis", Some(0))?,
-                },
-                operands,
-            )
-        }
-        "squeeze" => {
-            let operands = a.tensors(1, 1)?;
-            (
-                Op::Squeeze {
-                    axes: a.ints("axes")?.unwrap_or_default(),
-                },
-                operands,
-            )
-        }
-        "unsqueeze" => {
-            let operands = a.tensors(1, 1)?;
-            (
-                Op::Unsqueeze {
-                    axes: a.required_ints("axes")?,
-                },
-                operands,
-            )
-        }
-        "flatten" => {
-            let operands = a.tensors(1, 1)?;
-            (
-                Op::Flatten {
-                    axis: a.int("axis", Some(1))?,
-                },
-                operands,
-            )
-        }
-        "gelu" => {
-            let operands = a.tensors(1, 1)?;
-            let approximation = match a.word("approximation", &["erf", "tanh"], "erf")?.as_str() {
+        "gather" => Op::Gather {
+            axis: a.int("axis", Some(0))?,
+        },
+        "squeeze" => Op::Squeeze {
+            axes: a.ints("axes")?.unwrap_or_default(),
+        },
+        "unsqueeze" => Op::Unsqueeze {
+            axes: a.required_ints("axes")?,
+        },
+        "flatten" => Op::Flatten {
+            axis: a.int("axis", Some(1))?,
+        },
+        "gelu" => Op::Gelu {
+            approximation: match a.word("approximation", &["erf", "tanh"], "erf")?.as_str() {
                 "tanh" => GeluApproximation::Tanh,
                 _ => GeluApproximation::Erf,
-            };
-            (Op::Gelu { approximation }, operands)
-        }
-        "silu" => (Op::Silu, a.tensors(1, 1)?),
-        "rope" => (Op::Rope, a.tensors(3, 3)?),
+            },
+        },
+        "silu" => Op::Silu,
+        "rope" => Op::Rope,
         "attention" => {
-            let operands = a.tensors(3, 4)?;
             let head_dim = *a.shape_of(operands[0]).last().unwrap_or(&1);
-            (
-                Op::Attention {
-                    scale: a.float("scale", Some(1.0 / (head_dim as f64).sqrt()))?,
-                },
-                operands,
-            )
+            Op::Attention {
+                scale: a.float("scale", Some(1.0 / (head_dim as f64).sqrt()))?,
+            }
         }
-        other => {
-            return Err(a.error(
-                ErrorKind::Name,
-                format!("unknown function `{other}` (docs/dsl.md lists them; the annotations are @range and @precision)"),
-                span,
-            ));
-        }
+        other => unreachable!("`{other}` has an arity but no op"),
     };
     a.finish()?;
     let outputs = a.el.node(op, &operands, span)?;
