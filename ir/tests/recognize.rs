@@ -10,8 +10,12 @@ use cachemir_ir::{
     Tensor, TensorType, UnaryOp, ValueRef,
 };
 use ndarray::{ArrayD, IxDyn};
-use std::collections::HashMap;
+use proptest::prelude::prop;
+use std::collections::{HashMap, HashSet};
 use std::f64::consts::{FRAC_2_PI, SQRT_2};
+
+/// A graph with one output `out` and the inputs to run it on.
+type Built = (Graph, HashMap<String, Tensor>);
 
 /// A graph under construction, with the random inputs to run it on.
 struct Builder {
@@ -115,7 +119,7 @@ impl Builder {
     }
 
     /// Declares `value` an output and returns the finished graph and its inputs.
-    fn finish(mut self, value: ValueRef) -> (Graph, HashMap<String, Tensor>) {
+    fn finish(mut self, value: ValueRef) -> Built {
         self.graph.add_output("out", value, OutputRole::Output);
         self.graph.verify().unwrap();
         (self.graph, self.inputs)
@@ -124,7 +128,7 @@ impl Builder {
 
 /// Recognises, checks the counts, that the graph verifies and computes what it did before
 /// (f64, ≤ 1e-9 apart), and that a second run changes nothing. Returns the rewritten graph.
-fn recognised(built: (Graph, HashMap<String, Tensor>), expected: &[(&str, usize)]) -> Graph {
+fn recognised(built: Built, expected: &[(&str, usize)]) -> Graph {
     let (original, inputs) = built;
     let mut graph = original.clone();
     let report = recognize(&mut graph);
@@ -147,7 +151,7 @@ fn recognised(built: (Graph, HashMap<String, Tensor>), expected: &[(&str, usize)
 }
 
 /// Runs recognition and asserts that nothing changed.
-fn untouched(built: (Graph, HashMap<String, Tensor>)) {
+fn untouched(built: Built) {
     let (original, _) = built;
     let mut graph = original.clone();
     let report = recognize(&mut graph);
@@ -161,7 +165,7 @@ fn has(graph: &Graph, op: &str) -> usize {
 }
 
 /// Also declares the value of the first node named `op` a graph output.
-fn exposing(built: (Graph, HashMap<String, Tensor>), op: &str) -> (Graph, HashMap<String, Tensor>) {
+fn exposing(built: Built, op: &str) -> Built {
     let (mut graph, inputs) = built;
     let node = graph
         .node_indices()
@@ -174,7 +178,7 @@ fn exposing(built: (Graph, HashMap<String, Tensor>), op: &str) -> (Graph, HashMa
 
 // ---- SiLU ----
 
-fn silu(sigmoid_first: bool) -> (Graph, HashMap<String, Tensor>) {
+fn silu(sigmoid_first: bool) -> Built {
     let mut b = Builder::new();
     let x = b.input("x", &[2, 5]);
     let s = b.unary(UnaryOp::Sigmoid, x);
@@ -232,7 +236,7 @@ fn sigmoid_of_another_value_is_not_silu() {
 // ---- GELU ----
 
 /// BERT's erf GELU: `Mul(Mul(x, Add(Erf(Div(x, √2)), 1)), 0.5)`, with the given constants.
-fn gelu_erf_bert(sqrt2: f64, half: f64) -> (Graph, HashMap<String, Tensor>) {
+fn gelu_erf_bert(sqrt2: f64, half: f64) -> Built {
     let mut b = Builder::new();
     let x = b.input("x", &[2, 6]);
     let c = b.scalar(sqrt2);
@@ -276,7 +280,7 @@ fn gelu_whose_erf_is_also_a_graph_output_is_not_fused() {
 }
 
 /// GPT-2's `gelu_new` as TorchScript exports it, with the given cubic coefficient.
-fn gelu_new(cubic: f64) -> (Graph, HashMap<String, Tensor>) {
+fn gelu_new(cubic: f64) -> Built {
     let mut b = Builder::new();
     let x = b.input("x", &[1, 2, 8]);
     let h = b.scale(x, 0.5);
@@ -329,7 +333,7 @@ fn gelu_tanh_with_cube_as_products_and_the_constant_distributed() {
 
 /// Llama's RMSNorm as TorchScript exports it (`Cast`s to f32 of f32 values included), with the
 /// given numerator of the reciprocal.
-fn llama_rms_norm(numerator: f64) -> (Graph, HashMap<String, Tensor>) {
+fn llama_rms_norm(numerator: f64) -> Built {
     let mut b = Builder::new();
     let h = b.input("h", &[1, 3, 8]);
     let x = b.cast(h);
@@ -447,7 +451,7 @@ fn slice_last(b: &mut Builder, x: ValueRef, start: i64, end: i64) -> ValueRef {
 
 /// Llama's rotate-half RoPE on `x [1,2,3,8]`; `swap` builds the wrong rotation
 /// `Concat(-x1, x2)` instead.
-fn rope(swap: bool, negate_by_mul: bool) -> (Graph, HashMap<String, Tensor>) {
+fn rope(swap: bool, negate_by_mul: bool) -> Built {
     let mut b = Builder::new();
     let x = b.input("x", &[1, 2, 3, 8]);
     let cos = b.input("cos", &[1, 3, 8]);
@@ -553,7 +557,7 @@ fn repeat_kv(b: &mut Builder, k: ValueRef, shape: [usize; 4], repeat: Repeat) ->
     b.op(Op::Reshape { shape }, &[stacked])
 }
 
-fn attention(form: AttentionForm) -> (Graph, HashMap<String, Tensor>) {
+fn attention(form: AttentionForm) -> Built {
     let (batch, heads, s, t, d) = (2, 4, 3, 5, 8);
     let kv_heads = if form.repeat == Repeat::None {
         heads
@@ -715,4 +719,181 @@ fn the_report_lists_what_was_formed() {
         recognize(&mut graph).to_string(),
         "no composite ops recognised"
     );
+}
+
+// ---- Properties over all patterns and over random graphs ----
+
+/// Every pattern above in a form that fuses.
+fn fusable_patterns() -> Vec<(&'static str, Built)> {
+    let with = |repeat, bert_keys| AttentionForm {
+        repeat,
+        bert_keys,
+        ..PLAIN
+    };
+    vec![
+        ("silu", silu(false)),
+        ("gelu erf", gelu_erf_bert(SQRT_2, 0.5)),
+        ("gelu tanh", gelu_new(0.044715)),
+        ("rms norm", llama_rms_norm(1.0)),
+        ("rope", rope(false, true)),
+        ("attention", attention(PLAIN)),
+        ("gqa concat", attention(with(Repeat::Concat, false))),
+        ("gqa expand", attention(with(Repeat::Expand, false))),
+        ("bert attention", attention(with(Repeat::None, true))),
+    ]
+}
+
+#[test]
+fn no_pattern_fuses_when_any_of_its_inner_values_is_also_an_output() {
+    for (what, (graph, _)) in fusable_patterns() {
+        let mut fused = graph.clone();
+        assert!(!recognize(&mut fused).is_empty(), "{what} does not fuse");
+        let kept: HashSet<String> = fused
+            .node_indices()
+            .into_iter()
+            .flat_map(|n| fused.node(n).output_names.clone())
+            .collect();
+        let mut inner = 0;
+        for node in graph.node_indices() {
+            let n = graph.node(node);
+            // Inputs and constants are leaves; a kept name is the root (or outside the pattern).
+            if matches!(n.op, Op::Input | Op::Constant(_)) || kept.contains(&n.output_names[0]) {
+                continue;
+            }
+            let mut exposed = graph.clone();
+            exposed.add_output("exposed", ValueRef { node, output: 0 }, OutputRole::Output);
+            let report = recognize(&mut exposed);
+            assert!(
+                report.is_empty(),
+                "{what}: {report} although {} is an output",
+                n.output_names[0]
+            );
+            inner += 1;
+        }
+        assert!(inner > 0, "{what}: no inner values");
+    }
+}
+
+/// Constants the random graphs draw from: the patterns' own, so that near-misses are common.
+const CONSTANTS: [f64; 9] = [
+    0.5,
+    1.0,
+    2.0,
+    3.0,
+    SQRT_2,
+    std::f64::consts::FRAC_1_SQRT_2,
+    0.044715,
+    0.797_884_560_802_865_4,
+    -1.0,
+];
+
+/// One step of a random element-wise graph: an op kind, two operand picks, a constant pick.
+type Step = (u8, prop::sample::Index, prop::sample::Index, usize);
+
+/// Builds a random element-wise graph over `x [2, 3]` whose outputs are the last value and the
+/// `exposed` picks. Kinds 10–12 write out SiLU / GELU(erf) / GELU(tanh) of a picked value with
+/// every intermediate added to the pool, so later steps may read them from outside.
+fn random_graph(steps: &[Step], exposed: &[prop::sample::Index]) -> Built {
+    let mut b = Builder::new();
+    let mut pool = vec![b.input("x", &[2, 3])];
+    for (kind, i, j, c) in steps {
+        let (a, other) = (*i.get(&pool), *j.get(&pool));
+        let constant = CONSTANTS[*c % CONSTANTS.len()];
+        let before = pool.len();
+        let value = match kind % 13 {
+            0 => b.add(a, other),
+            1 => b.mul(a, other),
+            2 => {
+                let c = b.scalar(constant);
+                b.div(a, c)
+            }
+            3 => b.scale(a, constant),
+            4 => {
+                let c = b.scalar(constant);
+                b.add(c, a)
+            }
+            5 => b.unary(UnaryOp::Sigmoid, a),
+            6 => b.unary(UnaryOp::Erf, a),
+            7 => b.unary(UnaryOp::Tanh, a),
+            8 => b.unary(UnaryOp::Neg, a),
+            9 => {
+                let e = b.scalar(if constant > 2.5 { 3.0 } else { 2.0 });
+                b.binary(BinaryOp::Pow, a, e)
+            }
+            10 => {
+                let s = b.unary(UnaryOp::Sigmoid, a);
+                pool.push(s);
+                b.mul(s, a)
+            }
+            11 => {
+                let d = b.scale(a, std::f64::consts::FRAC_1_SQRT_2);
+                let e = b.unary(UnaryOp::Erf, d);
+                let one = b.scalar(1.0);
+                let t = b.add(e, one);
+                let m = b.mul(a, t);
+                pool.extend([d, e, t, m]);
+                b.scale(m, 0.5)
+            }
+            _ => {
+                let h = b.scale(a, 0.5);
+                let three = b.scalar(3.0);
+                let p = b.binary(BinaryOp::Pow, a, three);
+                let q = b.scale(p, 0.044715);
+                let s = b.add(a, q);
+                let u = b.scale(s, FRAC_2_PI.sqrt());
+                let t = b.unary(UnaryOp::Tanh, u);
+                let one = b.scalar(1.0);
+                let w = b.add(t, one);
+                pool.extend([h, p, q, s, u, t, w]);
+                b.mul(h, w)
+            }
+        };
+        // Intermediates pushed above come after the operands, before the result.
+        debug_assert!(pool.len() >= before);
+        pool.push(value);
+    }
+    let last = *pool.last().expect("x at least");
+    for (k, pick) in exposed.iter().enumerate() {
+        b.graph
+            .add_output(format!("exposed{k}"), *pick.get(&pool), OutputRole::Output);
+    }
+    b.finish(last)
+}
+
+/// Equal up to the exporters' f32 rounding of GELU's constants, which the composite drops.
+fn same_number(a: f64, b: f64) -> bool {
+    (a.is_nan() && b.is_nan()) || a == b || (a - b).abs() <= 1e-6 * a.abs().max(b.abs()).max(1.0)
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+
+    /// On random element-wise graphs seeded with the patterns and their near-misses, recognition
+    /// never fails, keeps the graph valid, is idempotent and computes the same outputs.
+    #[test]
+    fn recognition_keeps_random_graphs_equivalent(
+        steps in prop::collection::vec(
+            (0u8..13, proptest::prelude::any::<prop::sample::Index>(),
+             proptest::prelude::any::<prop::sample::Index>(), 0usize..CONSTANTS.len()),
+            1..16,
+        ),
+        exposed in prop::collection::vec(proptest::prelude::any::<prop::sample::Index>(), 0..3),
+    ) {
+        let (original, inputs) = random_graph(&steps, &exposed);
+        let mut graph = original.clone();
+        recognize(&mut graph);
+        graph.verify().unwrap();
+        let before = graph.op_histogram();
+        proptest::prop_assert!(recognize(&mut graph).is_empty());
+        proptest::prop_assert_eq!(graph.op_histogram(), before);
+        let run = |g: &Graph| Interpreter::new(g, Precision::F64).run(&inputs).unwrap();
+        let (expected, actual) = (run(&original), run(&graph));
+        for (name, e) in &expected {
+            let (e, a) = (e.to_f64(), actual[name].to_f64());
+            proptest::prop_assert!(
+                e.iter().zip(a.iter()).all(|(x, y)| same_number(*x, *y)),
+                "{} differs: {:?} vs {:?}", name, e, a
+            );
+        }
+    }
 }
