@@ -5,7 +5,7 @@
 //! Models live in `../shared/models` (override with `CACHEMIR_MODELS`); where absent, the test
 //! prints a notice and passes without checking anything.
 
-use cachemir_compiler::reference::Case;
+use cachemir_compiler::reference::{Case, models_dir};
 use cachemir_ir::interp::Value;
 use cachemir_ir::recognize::recognize;
 use cachemir_ir::{Graph, Interpreter, Precision};
@@ -29,22 +29,6 @@ const LEFTOVERS: [&str; 8] = [
     "Pow",
     "ReduceMean",
 ];
-
-fn models_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("CACHEMIR_MODELS").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/models"),
-        PathBuf::from,
-    );
-    if dir.join("manifest.json").is_file() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "skipped: no reference models at {} (set CACHEMIR_MODELS to run this test)",
-            dir.display()
-        );
-        None
-    }
-}
 
 /// The composites each model must yield. Every case of a model (whatever its batch, sequence
 /// and past lengths, prefill or decode) yields the same counts.
