@@ -9,6 +9,7 @@ use crate::ciphertext::Ciphertext;
 use crate::error::{CkksError, Result};
 use crate::keys::RelinKey;
 use crate::plaintext::Plaintext;
+use crate::ring::basis_ifma;
 use crate::ring::poly::RnsPoly;
 
 /// Relative tolerance for scale equality.
@@ -283,11 +284,19 @@ impl Evaluator {
             let mut t: Vec<u64> = top.iter().map(|&v| m.reduce_i64(ml.center(v))).collect();
             inner.ntt[i].forward(&mut t);
             let (w, ws) = inner.rescale_inv[l][i];
+            #[cfg(target_arch = "x86_64")]
+            if inner.ifma[i].is_some() && n.is_multiple_of(8) {
+                // x ← (x − t)·q_ℓ^{-1}, computed as t ← (x − t)·w then copied back.
+                let ws52 = (((w as u128) << 52) / m.value() as u128) as u64;
+                // SAFETY: IFMA detected (the reducer exists), q_i < 2^50, limbs reduced.
+                unsafe { basis_ifma::sub_mul_limb(x, &mut t, m.value(), w, ws52) };
+                x.copy_from_slice(&t);
+                return;
+            }
             for (xv, &tv) in x.iter_mut().zip(&t) {
                 *xv = m.mul_shoup(m.sub(*xv, tv), w, ws);
             }
         });
-        debug_assert_eq!(out.n(), n);
         out
     }
 

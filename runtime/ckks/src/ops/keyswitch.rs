@@ -143,6 +143,14 @@ pub(crate) fn mod_down(
                 tables[i].forward(r);
                 let m = &moduli[i];
                 let (pi, pis) = ctx.inner.p_inv[i];
+                #[cfg(target_arch = "x86_64")]
+                if ctx.inner.ifma[i].is_some() && n.is_multiple_of(8) {
+                    let ws = (((pi as u128) << 52) / m.value() as u128) as u64;
+                    // SAFETY: IFMA detected (the reducer exists), q_i < 2^50, limbs reduced.
+                    unsafe { basis_ifma::sub_mul_limb(x.limb(i), r, m.value(), pi, ws) };
+                    finish(i, r);
+                    return;
+                }
                 for (rv, &xv) in r.iter_mut().zip(x.limb(i)) {
                     *rv = m.mul_shoup(m.sub(xv, *rv), pi, pis);
                 }

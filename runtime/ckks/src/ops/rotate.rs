@@ -7,6 +7,8 @@
 //! Bossuat et al., EUROCRYPT 2021, §5). A single rotation is the hoisted path with one element,
 //! so both give bit-identical results.
 
+use rayon::prelude::*;
+
 use super::Evaluator;
 use super::keyswitch::{Decomposed, decompose, inner_product, mod_down};
 use crate::ciphertext::Ciphertext;
@@ -75,8 +77,9 @@ impl Evaluator {
         })
     }
 
-    /// Left rotations of a hoisted ciphertext by each of `steps` slots. All keys are looked up
-    /// before any work ([`crate::CkksError::MissingGaloisKey`] otherwise).
+    /// Left rotations of a hoisted ciphertext by each of `steps` slots (in parallel over the
+    /// rotations and, within each, over RNS limbs). All keys are looked up and checked before any
+    /// work ([`crate::CkksError::MissingGaloisKey`], [`crate::CkksError::KeyLevelTooLow`]).
     pub fn rotate_hoisted(
         &self,
         h: &HoistedCiphertext,
@@ -97,7 +100,7 @@ impl Evaluator {
                 }
             })
             .collect::<Result<Vec<_>>>()?;
-        keys.into_iter()
+        keys.into_par_iter()
             .map(|key| match key {
                 Some(key) => self.galois_hoisted(h, key),
                 None => Ok(Ciphertext {

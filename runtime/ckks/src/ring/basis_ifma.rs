@@ -219,3 +219,42 @@ pub(crate) unsafe fn conv_limb(
         }
     }
 }
+
+/// r[c] = (x[c] − r[c])·w mod t for reduced inputs (t < 2^50), with the 52-bit Shoup constant
+/// `w_shoup52` = ⌊w·2^52/t⌋ (the last step of ModDown and rescale). n multiple of 8.
+///
+/// # Safety
+/// The CPU must support `avx512f` and `avx512ifma`; `x.len() ≥ r.len()`; values reduced mod t.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512ifma")]
+pub(crate) unsafe fn sub_mul_limb(x: &[u64], r: &mut [u64], t: u64, w: u64, w_shoup52: u64) {
+    use std::arch::x86_64::*;
+    let n = r.len();
+    debug_assert!(n.is_multiple_of(8) && x.len() >= n);
+    let zero = _mm512_setzero_si512();
+    let tv = _mm512_set1_epi64(t as i64);
+    let wv = _mm512_set1_epi64(w as i64);
+    let ws = _mm512_set1_epi64(w_shoup52 as i64);
+    let mask52 = _mm512_set1_epi64(((1u64 << 52) - 1) as i64);
+    for c in (0..n).step_by(8) {
+        // SAFETY: c + 8 ≤ n ≤ x.len(), r.len().
+        let (xv, rv) = unsafe {
+            (
+                _mm512_loadu_si512(x.as_ptr().add(c) as *const __m512i),
+                _mm512_loadu_si512(r.as_ptr().add(c) as *const __m512i),
+            )
+        };
+        let d = _mm512_sub_epi64(_mm512_add_epi64(xv, tv), rv); // ∈ [1, 2t)
+        let q = _mm512_madd52hi_epu64(zero, d, ws);
+        let s = _mm512_and_si512(
+            _mm512_sub_epi64(
+                _mm512_madd52lo_epu64(zero, d, wv),
+                _mm512_madd52lo_epu64(zero, q, tv),
+            ),
+            mask52,
+        );
+        let s = _mm512_min_epu64(s, _mm512_sub_epi64(s, tv));
+        // SAFETY: as above.
+        unsafe { _mm512_storeu_si512(r.as_mut_ptr().add(c) as *mut __m512i, s) };
+    }
+}
