@@ -328,4 +328,33 @@ mod tests {
         assert_ne!(toy.hash(), p.hash());
         assert_eq!(ParamSet::from_name("n16boot"), Some(ParamSet::N16Boot));
     }
+
+    /// Prints every named set (`-- --ignored --nocapture`).
+    #[test]
+    #[ignore]
+    fn describe_named_sets() {
+        for set in ParamSet::ALL {
+            let p = set.params();
+            let bits = |v: &[u64]| {
+                v.iter()
+                    .map(|&x| format!("{:.2}", (x as f64).log2()))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
+            eprintln!(
+                "{}: N=2^{} q=[{}] p=[{}] dnum={} alpha={} scale=2^{} logQ={:.1} logP={:.1} logQP={:.1} bound={:?}",
+                p.name,
+                p.log_n,
+                bits(&p.q),
+                bits(&p.p),
+                p.dnum,
+                p.alpha(),
+                p.log_scale,
+                p.log_q(),
+                p.log_p(),
+                p.log_qp(),
+                p.security_bound()
+            );
+        }
+    }
 }
