@@ -71,6 +71,9 @@ pub struct Node {
     /// Author-given facts about the (first) output.
     #[serde(default, skip_serializing_if = "Hints::is_empty")]
     pub hints: Hints,
+    /// `[min, max]` of the (first) output over the calibration set, before any margin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibrated_range: Option<(f64, f64)>,
 }
 
 /// The operand edge: output `output` of the source feeds operand `operand` of the target.
@@ -147,6 +150,7 @@ impl Graph {
             output_names: vec![name.into()],
             outputs: vec![ty],
             hints: Hints::default(),
+            calibrated_range: None,
         });
         self.inputs.push(GraphInput { node, role });
         ValueRef { node, output: 0 }
@@ -166,6 +170,7 @@ impl Graph {
             output_names: vec![name.into()],
             outputs: vec![ty],
             hints: Hints::default(),
+            calibrated_range: None,
         });
         ValueRef { node, output: 0 }
     }
@@ -186,6 +191,7 @@ impl Graph {
             output_names: vec![name.into()],
             outputs: vec![ty],
             hints: Hints::default(),
+            calibrated_range: None,
         });
         ValueRef { node, output: 0 }
     }
@@ -224,6 +230,7 @@ impl Graph {
             output_names: names,
             outputs,
             hints: Hints::default(),
+            calibrated_range: None,
         });
         for (operand, value) in operands.iter().enumerate() {
             self.dag.add_edge(
@@ -548,7 +555,32 @@ impl Graph {
             let node = &mut self.dag[input.node];
             node.outputs[0].secrecy = secrecy_of(&node.output_names[0], &node.outputs[0]);
         }
+        self.propagate_secrecy(&[]);
+    }
+
+    /// Makes the named value encrypted (and everything computed from it): the client computes
+    /// what comes before it in the clear — e.g. the token embedding — and encrypts it there.
+    ///
+    /// # Errors
+    /// [`IrError::UnknownValue`] for a name no value carries.
+    pub fn encrypt_from(&mut self, name: &str) -> Result<(), IrError> {
+        let value = self
+            .find_value(name)
+            .ok_or_else(|| IrError::UnknownValue(name.to_string()))?;
+        self.propagate_secrecy(&[value.node]);
+        Ok(())
+    }
+
+    /// Re-derives every computed value's secrecy from its operands; nodes in `encrypted` are
+    /// encrypted whatever their operands.
+    fn propagate_secrecy(&mut self, encrypted: &[NodeIndex]) {
         for node in self.topological_order() {
+            if encrypted.contains(&node) {
+                for ty in &mut self.dag[node].outputs {
+                    ty.secrecy = Secrecy::Encrypted;
+                }
+                continue;
+            }
             if matches!(self.dag[node].op, Op::Input) || self.dag[node].op.is_constant() {
                 continue;
             }

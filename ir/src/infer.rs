@@ -114,7 +114,7 @@ pub fn infer(op: &Op, operands: &[TensorType]) -> Result<Vec<TensorType>, ShapeE
         Op::Input | Op::Constant(_) | Op::SyntheticWeight { .. } => Err(ShapeError::Invalid(
             "inputs and constants carry their own type".into(),
         )),
-        Op::Unary(_) | Op::Gelu { .. } | Op::Silu => {
+        Op::Unary(_) | Op::Gelu { .. } | Op::Silu | Op::Polynomial(_) => {
             arity(operands, 1, 1)?;
             single(operands[0].clone())
         }

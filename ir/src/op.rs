@@ -16,6 +16,8 @@ pub enum UnaryOp {
     Abs,
     Sqrt,
     Reciprocal,
+    /// `1/√x` (what a norm divides by; approximated as one function, by Newton iterations).
+    Rsqrt,
     Exp,
     Log,
     Erf,
@@ -72,6 +74,27 @@ pub enum GeluApproximation {
     Erf,
     /// `x/2 * (1 + tanh(√(2/π) (x + 0.044715 x³)))` (GPT-2's `gelu_new`).
     Tanh,
+}
+
+/// A polynomial that replaces a non-linear function on a calibrated domain, in the Chebyshev
+/// basis: `p(x) = Σ c_k T_k(t)`, `t = (2x − a − b)/(b − a)`. Evaluating it on a value outside
+/// `domain` is an error, not an extrapolation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Polynomial {
+    /// The function it approximates (`Exp`, `GeluErf`, …), for reports and errors.
+    pub function: String,
+    /// `[a, b]`: where the approximation holds.
+    pub domain: (f64, f64),
+    /// Chebyshev coefficients `c_0 … c_d`.
+    pub coefficients: Vec<f64>,
+    /// Predicted `max |f − p|` on the domain.
+    pub max_error: f64,
+}
+
+impl Polynomial {
+    pub fn degree(&self) -> usize {
+        self.coefficients.len().saturating_sub(1)
+    }
 }
 
 /// A Tensor IR operation. Operands are the node's incoming values in order.
@@ -150,6 +173,8 @@ pub enum Op {
     Unsqueeze { axes: Vec<i64> },
     /// Flatten to 2-D: dims before `axis` and from `axis` on.
     Flatten { axis: i64 },
+    /// An element-wise polynomial (see [`Polynomial`]).
+    Polynomial(Polynomial),
     /// GELU of one operand.
     Gelu { approximation: GeluApproximation },
     /// `x * sigmoid(x)` (SiLU / swish).
@@ -195,6 +220,7 @@ impl Op {
             Op::Unsqueeze { .. } => "Unsqueeze".into(),
             Op::Flatten { .. } => "Flatten".into(),
             Op::Gelu { .. } => "Gelu".into(),
+            Op::Polynomial(_) => "Polynomial".into(),
             Op::Silu => "Silu".into(),
             Op::Rope => "Rope".into(),
             Op::Attention { .. } => "Attention".into(),
@@ -247,6 +273,12 @@ impl Op {
             Op::Squeeze { axes } | Op::Unsqueeze { axes } => vec![format!("axes={axes:?}")],
             Op::Gelu { approximation } => vec![format!("approximation={approximation:?}")],
             Op::Attention { scale } => vec![format!("scale={scale}")],
+            Op::Polynomial(p) => vec![
+                format!("function={}", p.function),
+                format!("domain=[{}, {}]", p.domain.0, p.domain.1),
+                format!("degree={}", p.degree()),
+                format!("max_error={:.2e}", p.max_error),
+            ],
             Op::SyntheticWeight { seed, .. } => vec![format!("seed={seed}")],
             Op::Input
             | Op::Constant(_)

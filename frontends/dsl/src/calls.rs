@@ -181,6 +181,48 @@ impl Arguments<'_, '_, '_> {
         }
     }
 
+    fn string(&mut self, key: &str) -> Result<String, DslError> {
+        match self.keyword(key) {
+            Some((Val::Str(s), _)) => Ok(s),
+            Some((v, span)) => Err(self.error(
+                ErrorKind::Type,
+                format!("`{key}` must be a string, found {}", v.kind()),
+                span,
+            )),
+            None => Err(self.error(
+                ErrorKind::Type,
+                format!("`{}` needs `{key}=\"…\"`", self.call),
+                self.span,
+            )),
+        }
+    }
+
+    fn floats(&mut self, key: &str) -> Result<Vec<f64>, DslError> {
+        match self.keyword(key) {
+            Some((Val::List(items), span)) => items
+                .iter()
+                .map(|v| match v {
+                    Val::Int(_) | Val::Float(_) => Ok(as_f64(v)),
+                    other => Err(self.error(
+                        ErrorKind::Type,
+                        format!("`{key}` must list numbers, found {}", other.kind()),
+                        span,
+                    )),
+                })
+                .collect(),
+            Some((v, span)) => Err(self.error(
+                ErrorKind::Type,
+                format!("`{key}` must be a list of numbers, found {}", v.kind()),
+                span,
+            )),
+            None => Err(self.error(
+                ErrorKind::Type,
+                format!("`{}` needs `{key}=[…]`", self.call),
+                self.span,
+            )),
+        }
+    }
+
     fn required_ints(&mut self, key: &str) -> Result<Vec<i64>, DslError> {
         self.ints(key)?.ok_or_else(|| {
             self.error(
@@ -261,6 +303,7 @@ fn unary(name: &str) -> Option<UnaryOp> {
         "abs" => UnaryOp::Abs,
         "sqrt" => UnaryOp::Sqrt,
         "reciprocal" => UnaryOp::Reciprocal,
+        "rsqrt" => UnaryOp::Rsqrt,
         "exp" => UnaryOp::Exp,
         "log" => UnaryOp::Log,
         "erf" => UnaryOp::Erf,
@@ -321,7 +364,7 @@ fn arity(name: &str) -> Option<(usize, usize)> {
     }
     Some(match name {
         "cast" | "clip" | "softmax" | "transpose" | "reshape" | "expand" | "split" | "slice"
-        | "squeeze" | "unsqueeze" | "flatten" | "gelu" | "silu" => (1, 1),
+        | "squeeze" | "unsqueeze" | "flatten" | "gelu" | "silu" | "polynomial" => (1, 1),
         "matmul" | "rms_norm" | "gather" => (2, 2),
         "linear" | "gemm" | "layer_norm" => (2, 3),
         "where" | "rope" => (3, 3),
@@ -470,6 +513,18 @@ pub(crate) fn call(
             },
         },
         "silu" => Op::Silu,
+        "polynomial" => Op::Polynomial(cachemir_ir::op::Polynomial {
+            function: a.string("function")?,
+            domain: match a.floats("domain")?.as_slice() {
+                [low, high] if low < high => (*low, *high),
+                _ => {
+                    let message = "`domain` is [low, high] with low < high".to_string();
+                    return Err(a.error(ErrorKind::Type, message, span));
+                }
+            },
+            coefficients: a.floats("coefficients")?,
+            max_error: a.float("max_error", Some(0.0))?,
+        }),
         "rope" => Op::Rope,
         "attention" => {
             let head_dim = *a.shape_of(operands[0]).last().unwrap_or(&1);

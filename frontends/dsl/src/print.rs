@@ -309,6 +309,18 @@ fn op_call(op: &Op, operands: &[String]) -> String {
             with("gelu", vec![format!("approximation={word}")])
         }
         Op::Silu => with("silu", vec![]),
+        Op::Polynomial(p) => {
+            let coefficients: Vec<String> = p.coefficients.iter().map(|c| number(*c)).collect();
+            with(
+                "polynomial",
+                vec![
+                    format!("function={}", quoted_string(&p.function)),
+                    format!("domain=[{}, {}]", number(p.domain.0), number(p.domain.1)),
+                    format!("coefficients=[{}]", coefficients.join(", ")),
+                    format!("max_error={}", number(p.max_error)),
+                ],
+            )
+        }
         Op::Rope => with("rope", vec![]),
         Op::Attention { scale } => with("attention", vec![format!("scale={}", number(*scale))]),
         Op::Input | Op::Constant(_) | Op::SyntheticWeight { .. } => unreachable!("printed apart"),
@@ -321,6 +333,7 @@ fn unary_name(op: UnaryOp) -> &'static str {
         UnaryOp::Abs => "abs",
         UnaryOp::Sqrt => "sqrt",
         UnaryOp::Reciprocal => "reciprocal",
+        UnaryOp::Rsqrt => "rsqrt",
         UnaryOp::Exp => "exp",
         UnaryOp::Log => "log",
         UnaryOp::Erf => "erf",

@@ -37,6 +37,7 @@ pub(super) fn unary(op: UnaryOp, x: &Value) -> Result<Value, String> {
         UnaryOp::Abs => f64::abs,
         UnaryOp::Sqrt => f64::sqrt,
         UnaryOp::Reciprocal => |v| 1.0 / v,
+        UnaryOp::Rsqrt => |v| 1.0 / v.sqrt(),
         UnaryOp::Exp => f64::exp,
         UnaryOp::Log => f64::ln,
         UnaryOp::Erf => libm::erf,

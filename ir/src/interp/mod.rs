@@ -147,6 +147,7 @@ pub fn eval_op(op: &Op, operands: &[&Value]) -> Result<Vec<Value>, String> {
             *approximation,
         ))),
         Op::Silu => one(Value::Float(normalize::silu(operands[0].float()?))),
+        Op::Polynomial(p) => one(Value::Float(polynomial(p, operands[0].float()?)?)),
         Op::Rope => one(Value::Float(normalize::rope(
             operands[0].float()?,
             operands[1].float()?,
@@ -199,6 +200,31 @@ pub fn synthetic_values(dtype: DType, shape: &[usize], seed: u64) -> Value {
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^= z >> 31;
         low + (high - low) * ((z >> 11) as f64 / (1u64 << 53) as f64)
+    }))
+}
+
+/// Evaluates a Chebyshev-basis polynomial element-wise (Clenshaw's recurrence), refusing values
+/// outside its domain: there the approximation does not hold.
+fn polynomial(p: &crate::op::Polynomial, x: &ArrayD<f64>) -> Result<ArrayD<f64>, String> {
+    let (a, b) = p.domain;
+    // Rounding of the calibrated bounds must not turn an in-range value into an error.
+    let slack = 1e-9 * (b - a).abs().max(1.0);
+    if let Some(&outside) = x.iter().find(|&&v| !(v >= a - slack && v <= b + slack)) {
+        return Err(format!(
+            "{outside} lies outside [{a}, {b}], the calibrated domain of the {} approximation \
+             (recalibrate with more representative data or a larger --margin)",
+            p.function
+        ));
+    }
+    Ok(x.mapv(|v| {
+        let t = (2.0 * v - a - b) / (b - a);
+        let (mut b1, mut b2) = (0.0, 0.0);
+        for &c in p.coefficients.iter().skip(1).rev() {
+            let b0 = 2.0 * t * b1 - b2 + c;
+            b2 = b1;
+            b1 = b0;
+        }
+        t * b1 - b2 + p.coefficients.first().copied().unwrap_or(0.0)
     }))
 }
 
