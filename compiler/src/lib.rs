@@ -2,3 +2,4 @@
 //! and the reference-evaluation tools `cachemirc import` / `cachemirc eval` build on.
 
 pub mod reference;
+pub mod approx;
