@@ -32,8 +32,7 @@ pub(crate) fn decompose(ctx: &CkksContext, c: &RnsPoly, level: usize) -> Decompo
     let ext = level + 1 + k;
     let q_tables = ctx.q_tables(level);
     let ext_tables = ctx.ext_tables(level);
-    let mut coeff = c.prefix(level + 1);
-    coeff.intt(&q_tables);
+    let coeff = c.intt_prefix(level + 1, &q_tables);
     let num_digits = (level + 1).div_ceil(alpha);
     let digits = (0..num_digits)
         .into_par_iter()
@@ -127,8 +126,7 @@ pub(crate) fn mod_down(
     let n = ctx.n();
     let nq = ctx.max_level() + 1;
     let p_tables: Vec<_> = ctx.inner.ntt[nq..].iter().collect();
-    let mut p_part = RnsPoly::from_data(n, x.data()[(level + 1) * n..].to_vec());
-    p_part.intt(&p_tables);
+    let p_part = x.intt_range(level + 1, &p_tables);
     let mut out = RnsPoly::zero(n, level + 1);
     let mut scratch = vec![0u64; ctx.inner.moddown.scratch_len(n)];
     let moduli = ctx.q_moduli(level);

@@ -100,6 +100,27 @@ impl RnsPoly {
         RnsPoly { n: self.n, data }
     }
 
+    /// The first `limbs` limbs of `self` in coefficient form: each limb is copied and inverse-NTT'ed
+    /// while in cache.
+    pub fn intt_prefix(&self, limbs: usize, tables: &[&NttTable]) -> RnsPoly {
+        self.intt_range(0, &tables[..limbs])
+    }
+
+    /// Limbs `start .. start + tables.len()` of `self` in coefficient form (copy + inverse NTT
+    /// per limb, while in cache).
+    pub fn intt_range(&self, start: usize, tables: &[&NttTable]) -> RnsPoly {
+        let n = self.n;
+        let mut out = RnsPoly::zero(n, tables.len());
+        out.par_limbs_mut()
+            .zip(self.data[start * n..].par_chunks_exact(n))
+            .zip(tables.par_iter())
+            .for_each(|((o, i), t)| {
+                o.copy_from_slice(i);
+                t.inverse(o);
+            });
+        out
+    }
+
     /// Forward NTT of every limb; `tables[i]` is limb i's prime.
     pub fn ntt(&mut self, tables: &[&NttTable]) {
         self.par_limbs_mut()
