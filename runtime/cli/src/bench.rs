@@ -28,6 +28,9 @@ pub struct BenchArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
+    /// Only these operations (comma-separated, e.g. `mul_relin,rotate`); default: all.
+    #[arg(long, value_delimiter = ',')]
+    ops: Vec<String>,
 }
 
 struct Row {
@@ -121,6 +124,22 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         .map(|_| (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64 - 0.5)
         .collect();
 
+    const OPS: [&str; 10] = [
+        "encode",
+        "encrypt",
+        "decrypt",
+        "add",
+        "mul_plain",
+        "mul_relin",
+        "rescale",
+        "rotate",
+        "rotate_hoisted_16",
+        "keygen_galois",
+    ];
+    if let Some(bad) = args.ops.iter().find(|o| !OPS.contains(&o.as_str())) {
+        bail!("unknown op `{bad}` (known: {})", OPS.join(", "));
+    }
+    let want = |op: &str| args.ops.is_empty() || args.ops.iter().any(|o| o == op);
     let mut rows = Vec::new();
     let mut push = |op, level, median_ms, runs| {
         rows.push(Row {
@@ -130,69 +149,89 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             runs,
         });
     };
-    push(
-        "encode",
-        level,
-        time(runs, || Ok(enc.encode_real(&x, slots, level, scale)?))?,
-        runs,
-    );
+    if want("encode") {
+        push(
+            "encode",
+            level,
+            time(runs, || Ok(enc.encode_real(&x, slots, level, scale)?))?,
+            runs,
+        );
+    }
     let pt = enc.encode_real(&x, slots, level, scale)?;
-    push(
-        "encrypt",
-        level,
-        time(runs, || Ok(encryptor.encrypt_pk(&pk, &pt)?))?,
-        runs,
-    );
+    if want("encrypt") {
+        push(
+            "encrypt",
+            level,
+            time(runs, || Ok(encryptor.encrypt_pk(&pk, &pt)?))?,
+            runs,
+        );
+    }
     let a = encryptor.encrypt_pk(&pk, &pt)?;
     let b = encryptor.encrypt_pk(&pk, &pt)?;
-    push(
-        "decrypt",
-        level,
-        time(runs, || Ok(dec.decrypt_real(&sk, &a)?))?,
-        runs,
-    );
-    push("add", level, time(runs, || Ok(eval.add(&a, &b)?))?, runs);
-    push(
-        "mul_plain",
-        level,
-        time(runs, || Ok(eval.mul_plain(&a, &pt)?))?,
-        runs,
-    );
-    push(
-        "mul_relin",
-        level,
-        time(runs, || Ok(eval.mul_relin(&a, &b, &rlk)?))?,
-        runs,
-    );
+    if want("decrypt") {
+        push(
+            "decrypt",
+            level,
+            time(runs, || Ok(dec.decrypt_real(&sk, &a)?))?,
+            runs,
+        );
+    }
+    if want("add") {
+        push("add", level, time(runs, || Ok(eval.add(&a, &b)?))?, runs);
+    }
+    if want("mul_plain") {
+        push(
+            "mul_plain",
+            level,
+            time(runs, || Ok(eval.mul_plain(&a, &pt)?))?,
+            runs,
+        );
+    }
+    if want("mul_relin") {
+        push(
+            "mul_relin",
+            level,
+            time(runs, || Ok(eval.mul_relin(&a, &b, &rlk)?))?,
+            runs,
+        );
+    }
     let prod = eval.mul_relin(&a, &b, &rlk)?;
-    push(
-        "rescale",
-        level,
-        time(runs, || Ok(eval.rescale(&prod)?))?,
-        runs,
-    );
-    push(
-        "rotate",
-        level,
-        time(runs, || Ok(eval.rotate(&a, 1, &gks)?))?,
-        runs,
-    );
-    push(
-        "rotate_hoisted_16",
-        level,
-        time(hoisted_runs, || {
-            let h = eval.hoist(&a)?;
-            Ok(eval.rotate_hoisted(&h, &steps, &gks)?)
-        })?,
-        hoisted_runs,
-    );
+    if want("rescale") {
+        push(
+            "rescale",
+            level,
+            time(runs, || Ok(eval.rescale(&prod)?))?,
+            runs,
+        );
+    }
+    if want("rotate") {
+        push(
+            "rotate",
+            level,
+            time(runs, || Ok(eval.rotate(&a, 1, &gks)?))?,
+            runs,
+        );
+    }
+    if want("rotate_hoisted_16") {
+        push(
+            "rotate_hoisted_16",
+            level,
+            time(hoisted_runs, || {
+                let h = eval.hoist(&a)?;
+                Ok(eval.rotate_hoisted(&h, &steps, &gks)?)
+            })?,
+            hoisted_runs,
+        );
+    }
     let kg_runs = runs.div_ceil(2).max(1);
-    push(
-        "keygen_galois",
-        level,
-        time(kg_runs, || Ok(kg.galois_key(&sk, 5, level)?))?,
-        kg_runs,
-    );
+    if want("keygen_galois") {
+        push(
+            "keygen_galois",
+            level,
+            time(kg_runs, || Ok(kg.galois_key(&sk, 5, level)?))?,
+            kg_runs,
+        );
+    }
 
     let security_bits = if set.is_toy() { 0 } else { 128 };
     if args.json {

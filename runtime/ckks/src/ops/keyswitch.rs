@@ -13,7 +13,9 @@ use rayon::prelude::*;
 use crate::context::CkksContext;
 use crate::keys::SwitchingKey;
 use crate::ring::basis_ifma;
-use crate::ring::poly::RnsPoly;
+use std::mem::MaybeUninit;
+
+use crate::ring::poly::{RnsPoly, assume_init, write_copy};
 
 /// The ModUp'ed digits of a polynomial: `digits[j]` has ℓ + 1 + K limbs (NTT form) over
 /// q_0 … q_ℓ, p_0 … p_{K−1}.
@@ -47,21 +49,24 @@ pub(crate) fn decompose(ctx: &CkksContext, c: &RnsPoly, level: usize) -> Decompo
                 .filter(|&t| t < start || t >= end)
                 .map(|t| ext_tables[t])
                 .collect();
-            let mut d = RnsPoly::zero(n, ext);
             let mut scratch = vec![0u64; conv.scratch_len(n)];
-            let (before, rest) = d.data_mut().split_at_mut(start * n);
-            let (mid, after) = rest.split_at_mut((end - start) * n);
-            mid.copy_from_slice(&c.data()[start * n..end * n]);
-            let mut outs: Vec<&mut [u64]> = before
-                .chunks_exact_mut(n)
-                .chain(after.chunks_exact_mut(n))
-                .collect();
-            conv.convert(
-                &coeff.data()[start * n..end * n],
-                &mut outs,
-                &mut scratch,
-                &|t, limb| targets[t].forward(limb),
-            );
+            let init = |buf: &mut [MaybeUninit<u64>]| {
+                let (before, rest) = buf.split_at_mut(start * n);
+                let (mid, after) = rest.split_at_mut((end - start) * n);
+                write_copy(mid, &c.data()[start * n..end * n]);
+                let mut outs: Vec<&mut [MaybeUninit<u64>]> = before
+                    .chunks_exact_mut(n)
+                    .chain(after.chunks_exact_mut(n))
+                    .collect();
+                conv.convert(
+                    &coeff.data()[start * n..end * n],
+                    &mut outs,
+                    &mut scratch,
+                    &|t, limb| targets[t].forward(limb),
+                );
+            };
+            // SAFETY: the digit's own limbs are copied and the converter writes every other limb.
+            let d = unsafe { RnsPoly::new_uninit_with(n, ext, init) };
             d
         })
         .collect();
@@ -78,40 +83,52 @@ pub(crate) fn inner_product(
     let level = dec.level;
     let ext_tables = ctx.ext_tables(level);
     let ext = ext_tables.len();
-    let mut acc0 = RnsPoly::zero(n, ext);
-    let mut acc1 = RnsPoly::zero(n, ext);
     let nq = ctx.max_level() + 1;
-    acc0.par_limbs_mut()
-        .zip(acc1.par_limbs_mut())
-        .zip(ext_tables.par_iter())
-        .enumerate()
-        .for_each(|(t, ((o0, o1), tab))| {
-            let kt = if t <= level {
-                t
-            } else {
-                key.level + 1 + (t - level - 1)
-            };
-            let modulus_index = if t <= level { t } else { nq + t - level - 1 };
-            #[cfg(target_arch = "x86_64")]
-            if let Some(red) = &ctx.inner.ifma[modulus_index]
-                && n.is_multiple_of(16)
-                && dec.digits.len() <= 14
-            {
-                let d: Vec<&[u64]> = dec.digits.iter().map(|p| p.limb(t)).collect();
-                let b: Vec<&[u64]> = key.digits.iter().map(|(b, _)| b.limb(kt)).collect();
-                let a: Vec<&[u64]> = key.digits.iter().map(|(_, a)| a.limb(kt)).collect();
-                // SAFETY: IFMA detected (the reducer exists), all residues are reduced modulo
-                // this prime < 2^50, every limb has N words, at most 14 digits.
-                unsafe { basis_ifma::dot2_limb(&d, &b[..d.len()], &a[..d.len()], o0, o1, red) };
-                return;
-            }
-            let _ = modulus_index;
-            for (d, (b, a)) in dec.digits.iter().zip(&key.digits) {
-                let dl = d.limb(t);
-                tab.mul_acc(o0, dl, b.limb(kt));
-                tab.mul_acc(o1, dl, a.limb(kt));
-            }
-        });
+    let init0 = |buf0: &mut [MaybeUninit<u64>], buf1: &mut [MaybeUninit<u64>]| {
+        buf0.par_chunks_exact_mut(n)
+            .zip(buf1.par_chunks_exact_mut(n))
+            .zip(ext_tables.par_iter())
+            .enumerate()
+            .for_each(|(t, ((o0, o1), tab))| {
+                let kt = if t <= level {
+                    t
+                } else {
+                    key.level + 1 + (t - level - 1)
+                };
+                let modulus_index = if t <= level { t } else { nq + t - level - 1 };
+                #[cfg(target_arch = "x86_64")]
+                if let Some(red) = &ctx.inner.ifma[modulus_index]
+                    && n.is_multiple_of(16)
+                    && dec.digits.len() <= 14
+                {
+                    let d: Vec<&[u64]> = dec.digits.iter().map(|p| p.limb(t)).collect();
+                    let b: Vec<&[u64]> = key.digits.iter().map(|(b, _)| b.limb(kt)).collect();
+                    let a: Vec<&[u64]> = key.digits.iter().map(|(_, a)| a.limb(kt)).collect();
+                    // SAFETY: IFMA detected (the reducer exists), all residues are reduced
+                    // modulo this prime < 2^50, every limb has N words, at most 14 digits;
+                    // dot2_limb writes every output element.
+                    unsafe { basis_ifma::dot2_limb(&d, &b[..d.len()], &a[..d.len()], o0, o1, red) };
+                    return;
+                }
+                let _ = modulus_index;
+                o0.fill(MaybeUninit::new(0));
+                o1.fill(MaybeUninit::new(0));
+                // SAFETY: just zero-filled.
+                let (o0, o1) = unsafe { (assume_init(o0), assume_init(o1)) };
+                for (d, (b, a)) in dec.digits.iter().zip(&key.digits) {
+                    let dl = d.limb(t);
+                    tab.mul_acc(o0, dl, b.limb(kt));
+                    tab.mul_acc(o1, dl, a.limb(kt));
+                }
+            });
+    };
+    let mut acc1 = RnsPoly::zero(n, 0);
+    // SAFETY: every limb of both outputs is written (dot2_limb or zero-fill + accumulate).
+    let acc0 = unsafe {
+        RnsPoly::new_uninit_with(n, ext, |buf0| {
+            acc1 = RnsPoly::new_uninit_with(n, ext, |buf1| init0(buf0, buf1));
+        })
+    };
     (acc0, acc1)
 }
 
@@ -127,12 +144,11 @@ pub(crate) fn mod_down(
     let nq = ctx.max_level() + 1;
     let p_tables: Vec<_> = ctx.inner.ntt[nq..].iter().collect();
     let p_part = x.intt_range(level + 1, &p_tables);
-    let mut out = RnsPoly::zero(n, level + 1);
     let mut scratch = vec![0u64; ctx.inner.moddown.scratch_len(n)];
     let moduli = ctx.q_moduli(level);
     let tables = ctx.q_tables(level);
-    {
-        let mut outs: Vec<&mut [u64]> = out.data_mut().chunks_exact_mut(n).collect();
+    let init = |buf: &mut [MaybeUninit<u64>]| {
+        let mut outs: Vec<&mut [MaybeUninit<u64>]> = buf.chunks_exact_mut(n).collect();
         ctx.inner.moddown.convert(
             p_part.data(),
             &mut outs,
@@ -155,7 +171,9 @@ pub(crate) fn mod_down(
                 finish(i, r);
             },
         );
-    }
+    };
+    // SAFETY: the converter writes all ℓ + 1 target limbs.
+    let out = unsafe { RnsPoly::new_uninit_with(n, level + 1, init) };
     out
 }
 

@@ -49,7 +49,6 @@ impl Evaluator {
         let level = h.meta.level;
         key.key.check(&self.ctx, level)?;
         let (a0, a1) = inner_product(&self.ctx, &h.dec, &key.key);
-        let n = self.ctx.n();
         let moduli = self.ctx.q_moduli(level);
         // Per finished limb: (+ c_0 for part 0), then σ_g as an index permutation.
         let finish = |part: usize| {
@@ -60,9 +59,8 @@ impl Evaluator {
                         *x = m.add(*x, c);
                     }
                 }
-                let mut tmp = vec![0u64; n];
-                permute_ntt(limb, &mut tmp, &key.perm);
-                limb.copy_from_slice(&tmp);
+                let src = limb.to_vec();
+                permute_ntt(&src, limb, &key.perm);
             }
         };
         let (f0, f1) = (finish(0), finish(1));

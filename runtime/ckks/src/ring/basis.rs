@@ -12,7 +12,10 @@
 use rayon::prelude::*;
 
 use crate::ring::basis_ifma::{self, Reducer};
+use std::mem::MaybeUninit;
+
 use crate::ring::modulus::Modulus;
+use crate::ring::poly::assume_init;
 
 /// Precomputed constants to convert coefficient-form residues from basis B to basis C.
 #[derive(Clone, Debug)]
@@ -128,7 +131,7 @@ impl BasisConverter {
     pub fn convert(
         &self,
         input: &[u64],
-        outs: &mut [&mut [u64]],
+        outs: &mut [&mut [MaybeUninit<u64>]],
         scratch: &mut [u64],
         post: &(dyn Fn(usize, &mut [u64]) + Sync),
     ) {
@@ -169,21 +172,42 @@ impl BasisConverter {
             }
         }
         let y = &*scratch;
-        outs.par_iter_mut().enumerate().for_each(|(j, o)| {
+        // Partition the targets: IFMA ones go in groups of up to GROUP sharing each y load.
+        let mut vector: Vec<(usize, &mut [MaybeUninit<u64>])> = Vec::new();
+        let mut scalar: Vec<(usize, &mut [MaybeUninit<u64>])> = Vec::new();
+        for (j, o) in outs.iter_mut().enumerate() {
+            if self.ifma[j].is_some() && n.is_multiple_of(8) {
+                vector.push((j, &mut **o));
+            } else {
+                scalar.push((j, &mut **o));
+            }
+        }
+        #[cfg(target_arch = "x86_64")]
+        vector.par_chunks_mut(basis_ifma::GROUP).for_each(|group| {
+            let js: Vec<usize> = group.iter().map(|(j, _)| *j).collect();
+            let w: Vec<&[u64]> = js
+                .iter()
+                .map(|&j| &self.hat_mod_to[j * nw..(j + 1) * nw])
+                .collect();
+            let reds: Vec<&Reducer> = js.iter().filter_map(|&j| self.ifma[j].as_ref()).collect();
+            let nbs: Vec<u64> = js.iter().map(|&j| self.neg_b_mod_to[j]).collect();
+            let mut gouts: Vec<&mut [MaybeUninit<u64>]> =
+                group.iter_mut().map(|(_, o)| &mut **o).collect();
+            // SAFETY: IFMA was detected at construction; (split) sources, weights, v and
+            // −B mod t are below 2^50 (checked in `new`), at most 14 weights, N-word slices.
+            unsafe { basis_ifma::conv_group(y, n, &w, v, &nbs, &mut gouts, &reds) };
+            for (&j, o) in js.iter().zip(gouts) {
+                // SAFETY: conv_group wrote all n residues of every output.
+                post(j, unsafe { assume_init(o) });
+            }
+        });
+        #[cfg(not(target_arch = "x86_64"))]
+        scalar.append(&mut vector);
+        scalar.par_iter_mut().for_each(|(j, o)| {
+            let j = *j;
             let w = &self.hat_mod_to[j * nw..(j + 1) * nw];
             let neg_b = self.neg_b_mod_to[j];
             let m = &self.to[j];
-            #[cfg(target_arch = "x86_64")]
-            if let Some(red) = &self.ifma[j]
-                && n.is_multiple_of(32)
-            {
-                // SAFETY: IFMA was detected at construction; (split) sources, weights, v and −B mod t
-                // are below 2^50 (checked), at most 14 weights, and the slices have the documented
-                // lengths.
-                unsafe { basis_ifma::conv_limb(y, n, w, v, neg_b, o, red) };
-                post(j, o);
-                return;
-            }
             const BLOCK: usize = 64;
             let mut acc = [0u128; BLOCK];
             for start in (0..n).step_by(BLOCK) {
@@ -199,12 +223,19 @@ impl BasisConverter {
                     *a += vc as u128 * neg_b as u128;
                 }
                 for (dst, &a) in o[start..start + len].iter_mut().zip(&acc[..len]) {
-                    *dst = m.reduce_u128(a);
+                    dst.write(m.reduce_u128(a));
                 }
             }
-            post(j, o);
+            // SAFETY: the loop above wrote all n residues.
+            post(j, unsafe { assume_init(o) });
         });
     }
+}
+
+/// Views an initialised buffer as `MaybeUninit` (to reuse it as a conversion output).
+pub fn as_uninit(s: &mut [u64]) -> &mut [MaybeUninit<u64>] {
+    // SAFETY: same layout; writing initialised values into it keeps it initialised.
+    unsafe { &mut *(s as *mut [u64] as *mut [MaybeUninit<u64>]) }
 }
 
 #[cfg(test)]
@@ -229,7 +260,7 @@ mod tests {
             let mut out = vec![0u64; 2 * n];
             let mut scratch = vec![0u64; conv.scratch_len(n)];
             {
-                let mut outs: Vec<&mut [u64]> = out.chunks_exact_mut(n).collect();
+                let mut outs: Vec<&mut [MaybeUninit<u64>]> = as_uninit(&mut out).chunks_exact_mut(n).collect();
                 conv.convert(&input, &mut outs, &mut scratch, &|_, _| {});
             }
             let centered: i128 = if x > big_b / 2 { x as i128 - big_b as i128 } else { x as i128 };
@@ -271,7 +302,8 @@ mod kernel_tests {
         let mut out = vec![0u64; c.len() * n];
         let mut scratch = vec![0u64; conv.scratch_len(n)];
         {
-            let mut outs: Vec<&mut [u64]> = out.chunks_exact_mut(n).collect();
+            let mut outs: Vec<&mut [MaybeUninit<u64>]> =
+                as_uninit(&mut out).chunks_exact_mut(n).collect();
             conv.convert(&input, &mut outs, &mut scratch, &|_, _| {});
         }
         for coef in (0..n).step_by(37) {
@@ -321,7 +353,8 @@ mod bench {
         let mut scratch = vec![0u64; conv.scratch_len(n)];
         for _ in 0..3 {
             let t = std::time::Instant::now();
-            let mut outs: Vec<&mut [u64]> = out.chunks_exact_mut(n).collect();
+            let mut outs: Vec<&mut [MaybeUninit<u64>]> =
+                as_uninit(&mut out).chunks_exact_mut(n).collect();
             conv.convert(&input, &mut outs, &mut scratch, &|_, _| {});
             eprintln!("convert 8->23 at N=2^16: {:?}", t.elapsed());
         }

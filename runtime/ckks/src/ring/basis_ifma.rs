@@ -1,9 +1,9 @@
 //! AVX-512 IFMA kernels (x86-64 with `avx512ifma`) for the two lazy-reduction inner products of
-//! key switching: the fast basis conversion (`conv_limb`) and the digit × key products
+//! key switching: the fast basis conversion (`conv_group`) and the digit × key products
 //! (`dot2_limb`).
 //!
-//! For one target prime t < 2^50 and source residues y_i < 2^50 (|B| ≤ 14), 32 coefficients at a
-//! time (four independent accumulator chains): lo = Σ lo52(y_i·w_i), hi = Σ hi52(y_i·w_i) with
+//! For target primes t < 2^50 and source residues y_i < 2^50 (|B| ≤ 14), with up to four targets
+//! sharing each source load: lo = Σ lo52(y_i·w_i), hi = Σ hi52(y_i·w_i) with
 //! `vpmadd52{lo,hi}uq`, so the exact sum is hi·2^52 + lo. The reduction modulo t is vectorised
 //! too: hi·2^52 mod t by a 52-bit Shoup multiplication, lo mod t by a 52-bit Barrett step, then
 //! conditional subtractions (`min(x, x − k·t)`).
@@ -109,7 +109,8 @@ fn reduce(
     _mm512_min_epu64(s, _mm512_sub_epi64(s, k.t))
 }
 
-/// out0[c] = Σ_j d_j[c]·b_j[c] mod t and out1[c] = Σ_j d_j[c]·a_j[c] mod t (n multiple of 16).
+/// out0[c] = Σ_j d_j[c]·b_j[c] mod t and out1[c] = Σ_j d_j[c]·a_j[c] mod t (n multiple of 16);
+/// writes every element of the (possibly uninitialised) outputs.
 ///
 /// # Safety
 /// The CPU must support `avx512f` and `avx512ifma`; every slice has length ≥ n = out0.len();
@@ -120,8 +121,8 @@ pub(crate) unsafe fn dot2_limb(
     d: &[&[u64]],
     b: &[&[u64]],
     a: &[&[u64]],
-    out0: &mut [u64],
-    out1: &mut [u64],
+    out0: &mut [std::mem::MaybeUninit<u64>],
+    out1: &mut [std::mem::MaybeUninit<u64>],
     red: &Reducer,
 ) {
     use std::arch::x86_64::*;
@@ -166,60 +167,6 @@ pub(crate) unsafe fn dot2_limb(
     }
 }
 
-/// out[c] = (Σ_i y[i·n + c]·w[i] + v[c]·neg_b) mod t for c < n (n a multiple of 32).
-///
-/// # Safety
-/// The CPU must support `avx512f` and `avx512ifma` ([`available`]); `y.len() ≥ w.len()·n`,
-/// `v.len() ≥ n`, `out.len() ≥ n`; all y, w, v, neg_b and t below 2^50 and `w.len() ≤ 14`.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512ifma")]
-pub(crate) unsafe fn conv_limb(
-    y: &[u64],
-    n: usize,
-    w: &[u64],
-    v: &[u64],
-    neg_b: u64,
-    out: &mut [u64],
-    red: &Reducer,
-) {
-    use std::arch::x86_64::*;
-    const LANES: usize = 8;
-    const UNROLL: usize = 4;
-    let nb = w.len();
-    debug_assert!(y.len() >= nb * n && v.len() >= n && out.len() >= n);
-    debug_assert!(n.is_multiple_of(LANES * UNROLL) && nb <= 14);
-    let wv: Vec<__m512i> = w.iter().map(|&x| _mm512_set1_epi64(x as i64)).collect();
-    let nbv = _mm512_set1_epi64(neg_b as i64);
-    let zero = _mm512_setzero_si512();
-    let k = VecConsts::new(red);
-    let load = |p: &[u64], off: usize| {
-        debug_assert!(off + LANES <= p.len());
-        // SAFETY: off + 8 ≤ p.len() by the caller's length contract.
-        unsafe { _mm512_loadu_si512(p.as_ptr().add(off) as *const __m512i) }
-    };
-    for c in (0..n).step_by(LANES * UNROLL) {
-        let mut lo = [zero; UNROLL];
-        let mut hi = [zero; UNROLL];
-        for (i, &wi) in wv.iter().enumerate() {
-            for u in 0..UNROLL {
-                let yv = load(y, i * n + c + u * LANES);
-                lo[u] = _mm512_madd52lo_epu64(lo[u], yv, wi);
-                hi[u] = _mm512_madd52hi_epu64(hi[u], yv, wi);
-            }
-        }
-        for u in 0..UNROLL {
-            let vv = load(v, c + u * LANES);
-            let l = _mm512_madd52lo_epu64(lo[u], vv, nbv);
-            let h = _mm512_madd52hi_epu64(hi[u], vv, nbv);
-            let s = reduce(&k, h, l);
-            let off = c + u * LANES;
-            debug_assert!(off + LANES <= out.len());
-            // SAFETY: off + 8 ≤ n ≤ out.len().
-            unsafe { _mm512_storeu_si512(out.as_mut_ptr().add(off) as *mut __m512i, s) };
-        }
-    }
-}
-
 /// r[c] = (x[c] − r[c])·w mod t for reduced inputs (t < 2^50), with the 52-bit Shoup constant
 /// `w_shoup52` = ⌊w·2^52/t⌋ (the last step of ModDown and rescale). n multiple of 8.
 ///
@@ -256,5 +203,76 @@ pub(crate) unsafe fn sub_mul_limb(x: &[u64], r: &mut [u64], t: u64, w: u64, w_sh
         let s = _mm512_min_epu64(s, _mm512_sub_epi64(s, tv));
         // SAFETY: as above.
         unsafe { _mm512_storeu_si512(r.as_mut_ptr().add(c) as *mut __m512i, s) };
+    }
+}
+
+/// Up to [`GROUP`] targets per pass over the sources, so each y vector is loaded once for all
+/// of them (the sources of an 8-limb digit are 4 MiB at N = 2^16, more than L2).
+pub(crate) const GROUP: usize = 4;
+
+/// The conversion's inner product for `outs.len() ≤ GROUP` targets at once (8 coefficients per
+/// step, one accumulator pair per target): outs[g][c] = (Σ_i y[i·n + c]·w[g][i]
+/// + v[c]·neg_b[g]) mod t_g. Writes every element of every output.
+///
+/// # Safety
+/// The CPU must support `avx512f` and `avx512ifma` ([`available`]); `y.len() ≥ nb·n`,
+/// `v.len() ≥ n`, every output ≥ n; all y, w, v, neg_b and t below 2^50, nb = `w[g].len()` ≤ 14
+/// for all g.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512ifma")]
+pub(crate) unsafe fn conv_group(
+    y: &[u64],
+    n: usize,
+    w: &[&[u64]],
+    v: &[u64],
+    neg_b: &[u64],
+    outs: &mut [&mut [std::mem::MaybeUninit<u64>]],
+    reds: &[&Reducer],
+) {
+    use std::arch::x86_64::*;
+    const LANES: usize = 8;
+    let g = outs.len();
+    let nb = w[0].len();
+    debug_assert!(g <= GROUP && w.len() == g && reds.len() == g && neg_b.len() == g);
+    debug_assert!(n.is_multiple_of(LANES) && nb <= 14 && y.len() >= nb * n && v.len() >= n);
+    debug_assert!(outs.iter().all(|o| o.len() >= n));
+    let zero = _mm512_setzero_si512();
+    let ks: Vec<VecConsts> = reds.iter().map(|r| VecConsts::new(r)).collect();
+    // Weights as broadcast vectors, [i][g].
+    let wv: Vec<[__m512i; GROUP]> = (0..nb)
+        .map(|i| {
+            let mut row = [zero; GROUP];
+            for (slot, wg) in row.iter_mut().zip(w) {
+                *slot = _mm512_set1_epi64(wg[i] as i64);
+            }
+            row
+        })
+        .collect();
+    let mut nbv = [zero; GROUP];
+    for (slot, &b) in nbv.iter_mut().zip(neg_b) {
+        *slot = _mm512_set1_epi64(b as i64);
+    }
+    let load = |p: &[u64], off: usize| {
+        // SAFETY: off + 8 ≤ p.len() by the caller's length contract.
+        unsafe { _mm512_loadu_si512(p.as_ptr().add(off) as *const __m512i) }
+    };
+    for c in (0..n).step_by(LANES) {
+        let mut lo = [zero; GROUP];
+        let mut hi = [zero; GROUP];
+        for (i, row) in wv.iter().enumerate() {
+            let yv = load(y, i * n + c);
+            for k in 0..g {
+                lo[k] = _mm512_madd52lo_epu64(lo[k], yv, row[k]);
+                hi[k] = _mm512_madd52hi_epu64(hi[k], yv, row[k]);
+            }
+        }
+        let vv = load(v, c);
+        for k in 0..g {
+            let l = _mm512_madd52lo_epu64(lo[k], vv, nbv[k]);
+            let h = _mm512_madd52hi_epu64(hi[k], vv, nbv[k]);
+            let s = reduce(&ks[k], h, l);
+            // SAFETY: c + 8 ≤ n ≤ outs[k].len().
+            unsafe { _mm512_storeu_si512(outs[k].as_mut_ptr().add(c) as *mut __m512i, s) };
+        }
     }
 }

@@ -7,7 +7,28 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroize;
 
+use std::mem::MaybeUninit;
+
 use crate::ring::modulus::Modulus;
+
+/// Copies `src` into the uninitialised `dst` (same length) and returns it as initialised.
+pub fn write_copy<'a>(dst: &'a mut [MaybeUninit<u64>], src: &[u64]) -> &'a mut [u64] {
+    assert_eq!(dst.len(), src.len());
+    for (d, &s) in dst.iter_mut().zip(src) {
+        d.write(s);
+    }
+    // SAFETY: every element was just written.
+    unsafe { assume_init(dst) }
+}
+
+/// Views a fully initialised `MaybeUninit` slice as initialised.
+///
+/// # Safety
+/// Every element of `s` must be initialised.
+pub unsafe fn assume_init(s: &mut [MaybeUninit<u64>]) -> &mut [u64] {
+    // SAFETY: MaybeUninit<u64> has the layout of u64 and the caller guarantees initialisation.
+    unsafe { &mut *(s as *mut [MaybeUninit<u64>] as *mut [u64]) }
+}
 use crate::ring::ntt::NttTable;
 
 /// An RNS polynomial: `num_limbs()` residue vectors of length N.
@@ -24,6 +45,24 @@ impl RnsPoly {
             n,
             data: vec![0; n * limbs],
         }
+    }
+
+    /// Builds a polynomial whose every residue is written by `init` (limb-major, `limbs × n`
+    /// words), without zero-filling the buffer first (hot paths write each limb anyway).
+    ///
+    /// # Safety
+    /// `init` must initialise every element of the slice it receives.
+    pub unsafe fn new_uninit_with(
+        n: usize,
+        limbs: usize,
+        init: impl FnOnce(&mut [MaybeUninit<u64>]),
+    ) -> Self {
+        let len = n * limbs;
+        let mut data: Vec<u64> = Vec::with_capacity(len);
+        init(&mut data.spare_capacity_mut()[..len]);
+        // SAFETY: the caller guarantees `init` initialised all `len` elements.
+        unsafe { data.set_len(len) };
+        RnsPoly { n, data }
     }
 
     /// Wraps a limb-major buffer (`data.len()` must be a multiple of N).
@@ -110,15 +149,14 @@ impl RnsPoly {
     /// per limb, while in cache).
     pub fn intt_range(&self, start: usize, tables: &[&NttTable]) -> RnsPoly {
         let n = self.n;
-        let mut out = RnsPoly::zero(n, tables.len());
-        out.par_limbs_mut()
-            .zip(self.data[start * n..].par_chunks_exact(n))
-            .zip(tables.par_iter())
-            .for_each(|((o, i), t)| {
-                o.copy_from_slice(i);
-                t.inverse(o);
-            });
-        out
+        let init = |buf: &mut [MaybeUninit<u64>]| {
+            buf.par_chunks_exact_mut(n)
+                .zip(self.data[start * n..].par_chunks_exact(n))
+                .zip(tables.par_iter())
+                .for_each(|((o, i), t)| t.inverse(write_copy(o, i)));
+        };
+        // SAFETY: every limb is fully written by `write_copy`.
+        unsafe { RnsPoly::new_uninit_with(n, tables.len(), init) }
     }
 
     /// Forward NTT of every limb; `tables[i]` is limb i's prime.
