@@ -66,8 +66,7 @@ pub(crate) fn decompose(ctx: &CkksContext, c: &RnsPoly, level: usize) -> Decompo
                 );
             };
             // SAFETY: the digit's own limbs are copied and the converter writes every other limb.
-            let d = unsafe { RnsPoly::new_uninit_with(n, ext, init) };
-            d
+            unsafe { RnsPoly::new_uninit_with(n, ext, init) }
         })
         .collect();
     Decomposed { level, digits }
@@ -173,8 +172,7 @@ pub(crate) fn mod_down(
         );
     };
     // SAFETY: the converter writes all ℓ + 1 target limbs.
-    let out = unsafe { RnsPoly::new_uninit_with(n, level + 1, init) };
-    out
+    unsafe { RnsPoly::new_uninit_with(n, level + 1, init) }
 }
 
 /// Full key switch of `c` (NTT, level ℓ): returns (u_0, u_1) with u_0 + u_1·s_out ≈ c·s_in.
