@@ -3,3 +3,4 @@
 
 pub mod reference;
 pub mod approx;
+pub mod passes;

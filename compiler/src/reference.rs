@@ -122,6 +122,9 @@ pub struct Comparison {
     pub max_relative_error: f64,
     /// `max |ref|`.
     pub max_abs_reference: f64,
+    /// Rows along the last axis whose argmax equals the reference's, and the number of rows
+    /// (for logits: the next-token choices that agree).
+    pub same_argmax: (usize, usize),
 }
 
 /// Selects, by multi-index, the elements a comparison covers (e.g. real-token rows only).
@@ -159,7 +162,17 @@ pub fn compare(
         };
         max_abs_reference = max_abs_reference.max(y.abs());
     }
+    let last = a.shape().last().copied().unwrap_or(1).max(1);
+    let argmax = |row: &[f64]| (0..row.len()).max_by(|&i, &j| row[i].total_cmp(&row[j]));
+    let (a_rows, e_rows) = (a.as_standard_layout(), e.as_standard_layout());
+    let rows = a_rows
+        .as_slice()
+        .expect("standard layout")
+        .chunks(last)
+        .zip(e_rows.as_slice().expect("standard layout").chunks(last));
+    let same = rows.clone().filter(|(x, y)| argmax(x) == argmax(y)).count();
     Ok(Comparison {
+        same_argmax: (same, rows.count()),
         name: name.to_string(),
         max_abs_error,
         max_relative_error: if max_abs_reference > 0.0 {

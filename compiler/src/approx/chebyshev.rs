@@ -27,13 +27,18 @@ impl Chebyshev {
                 let sum: f64 = values
                     .iter()
                     .enumerate()
-                    .map(|(j, v)| v * (std::f64::consts::PI * k as f64 * (j as f64 + 0.5) / n as f64).cos())
+                    .map(|(j, v)| {
+                        v * (std::f64::consts::PI * k as f64 * (j as f64 + 0.5) / n as f64).cos()
+                    })
                     .sum();
                 let scale = if k == 0 { 1.0 } else { 2.0 };
                 scale * sum / n as f64
             })
             .collect();
-        Self { domain, coefficients }
+        Self {
+            domain,
+            coefficients,
+        }
     }
 
     pub fn degree(&self) -> usize {

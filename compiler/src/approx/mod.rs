@@ -70,7 +70,9 @@ impl EvaluationPlan {
             baby_steps,
             giant_steps,
             depth,
-            nonscalar_multiplications: baby_steps.saturating_sub(2) + giant_steps + blocks.saturating_sub(1),
+            nonscalar_multiplications: baby_steps.saturating_sub(2)
+                + giant_steps
+                + blocks.saturating_sub(1),
         }
     }
 }

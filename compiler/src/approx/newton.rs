@@ -64,7 +64,9 @@ const MAX_INITIAL_DEGREE: usize = 31;
 pub fn plan(inverse: Inverse, domain: (f64, f64), target: f64) -> Result<NewtonPlan, String> {
     let (a, b) = domain;
     if !(a > 0.0 && b > a) {
-        return Err(format!("{inverse:?} needs a positive domain, got [{a}, {b}]"));
+        return Err(format!(
+            "{inverse:?} needs a positive domain, got [{a}, {b}]"
+        ));
     }
     let f = move |x: f64| inverse.exact(x);
     let relative = |p: &Chebyshev| {

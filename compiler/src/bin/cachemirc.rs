@@ -69,11 +69,9 @@ enum Command {
         #[command(flatten)]
         import: ImportArgs,
     },
-    /// Compile a model into an FHE plan (issues 6–8).
-    Compile {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
-    },
+    /// Compile a model: tensor-level passes (recognize, decompose, calibrate, approximate) now;
+    /// the slot-level passes that produce a runnable plan come with issues 7 and 8.
+    Compile(CompileArgs),
     /// Print a plan's depth / level / bootstrap / key / memory / latency report (issue 8).
     Report {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -84,6 +82,47 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+}
+
+#[derive(Args)]
+struct CompileArgs {
+    /// The `.onnx`, `.cmr` or IR `.json` file.
+    model: PathBuf,
+    /// Calibration inputs (`calib.json`: each input's `.npy` stacks the samples on axis 0).
+    #[arg(long)]
+    calibration: Option<PathBuf>,
+    /// Bind the ONNX model's symbolic dimensions from this case file's input shapes.
+    #[arg(long)]
+    sample: Option<PathBuf>,
+    /// The client computes everything before this value in the clear and encrypts it here
+    /// (e.g. the token embedding); repeatable.
+    #[arg(long)]
+    encrypt_from: Vec<String>,
+    /// Target absolute error of each approximation: 2^-bits.
+    #[arg(long, default_value_t = 12)]
+    precision_bits: u32,
+    /// Squaring steps of each encrypted softmax: more steps narrow the exponent's domain and the
+    /// first denominator's range, at two levels and one reciprocal each.
+    #[arg(long, default_value_t = 3)]
+    softmax_squarings: u32,
+    /// Widen each calibrated range by this fraction of its width on each side.
+    #[arg(long, default_value_t = 0.1)]
+    margin: f64,
+    /// Stop after this pass (recognize, decompose, calibrate, approximate).
+    #[arg(long)]
+    stop_after: Option<String>,
+    /// Print the IR after this pass to standard error (repeatable).
+    #[arg(long)]
+    dump_after: Vec<String>,
+    /// What to write: the report, the IR as text, the IR as JSON (loadable by `eval`), or
+    /// model text plus weights.
+    #[arg(long, value_enum, default_value_t = Emit::Summary)]
+    emit: Emit,
+    /// Write to this file instead of standard output.
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    #[command(flatten)]
+    import: ImportArgs,
 }
 
 #[derive(Args)]
@@ -189,9 +228,128 @@ fn run(cli: Cli) -> Result<()> {
             precision,
             import,
         } => eval(&model, &inputs, &out, expect, precision, &import),
-        Command::Compile { .. } => not_yet("compile", "6-8"),
+        Command::Compile(args) => compile(args),
         Command::Report { .. } => not_yet("report", "8"),
         Command::Dot { .. } => not_yet("dot", "8"),
+    }
+}
+
+fn compile(args: CompileArgs) -> Result<()> {
+    use cachemir_compiler::passes::approximate::{Approximate, ApproximationOptions, table};
+    use cachemir_compiler::passes::calibrate::{Calibrate, Calibration};
+    use cachemir_compiler::passes::decompose::Decompose;
+    use cachemir_compiler::passes::{Pipeline, Recognize, depth};
+
+    let shapes = match &args.sample {
+        Some(case) => Case::load(case).map_err(input_error)?.input_shapes(),
+        None => HashMap::new(),
+    };
+    let mut graph = load_model(&args.model, &args.import, shapes)?.graph;
+    for name in &args.encrypt_from {
+        graph
+            .encrypt_from(name)
+            .map_err(|e| input_error(anyhow::anyhow!("--encrypt-from: {e}")))?;
+    }
+    let decompose = Decompose {
+        softmax_squarings: args.softmax_squarings,
+    };
+    let mut pipeline = Pipeline::new().with(Recognize).with(decompose);
+    let needs_calibration = !matches!(args.stop_after.as_deref(), Some("recognize" | "decompose"));
+    let approximate_options = ApproximationOptions {
+        precision_bits: args.precision_bits,
+        margin: args.margin,
+        ..Default::default()
+    };
+    let mut approximate = None;
+    if needs_calibration {
+        let Some(path) = &args.calibration else {
+            return Err(input_error(anyhow::anyhow!(
+                "--calibration CALIB.json is needed for `calibrate` and `approximate` (or stop earlier with --stop-after decompose)"
+            )));
+        };
+        let calibration = Calibration::load(path).map_err(input_error)?;
+        pipeline = pipeline.with(Calibrate { calibration });
+        approximate = Some(std::rc::Rc::new(std::cell::RefCell::new(Approximate {
+            options: approximate_options,
+            sites: Vec::new(),
+        })));
+        pipeline = pipeline.with(SharedPass(approximate.clone().expect("set")));
+    }
+    let mut dump = |pass: &str, g: &Graph| eprintln!("== IR after {pass}\n{}", print_graph(g));
+    let records = pipeline
+        .run(
+            &mut graph,
+            args.stop_after.as_deref(),
+            &args.dump_after,
+            &mut dump,
+        )
+        .map_err(input_error)?;
+    let text = match args.emit {
+        Emit::Summary => {
+            let mut report =
+                String::from("pass          time (ms)   nodes before → after   what it did\n");
+            for r in &records {
+                report.push_str(&format!(
+                    "{:<12} {:>10.1}   {:>7} → {:<7}     {}\n",
+                    r.name,
+                    r.elapsed.as_secs_f64() * 1e3,
+                    r.nodes_before,
+                    r.nodes_after,
+                    r.summary
+                ));
+            }
+            if let Some(a) = &approximate {
+                report.push_str("\napproximations\n");
+                report.push_str(&table(&a.borrow().sites));
+            }
+            report.push_str("\nmultiplicative depth (encrypted values)\n");
+            let mut previous = 0;
+            for (layer, d) in depth::depth_by_layer(&graph) {
+                report.push_str(&format!(
+                    "  layer {layer}: reaches {d} (+{})\n",
+                    d.saturating_sub(previous)
+                ));
+                previous = d;
+            }
+            let depths = depth::depths(&graph);
+            for output in graph.outputs() {
+                report.push_str(&format!(
+                    "  output {}: {}\n",
+                    output.name,
+                    depths.get(&output.value.node).copied().unwrap_or(0)
+                ));
+            }
+            report.push_str(
+                "\n(the slot-level passes that make a runnable plan come with issues 7 and 8)\n",
+            );
+            report
+        }
+        Emit::Ir => print_graph(&graph),
+        Emit::Json => serde_json::to_string(&graph)?,
+        Emit::Dsl => emit_dsl(&graph, args.output.as_deref(), None)?,
+    };
+    match &args.output {
+        Some(path) => {
+            std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?
+        }
+        None => print!("{text}"),
+    }
+    Ok(())
+}
+
+/// A pass shared with the caller, who reads its results after the pipeline ran.
+struct SharedPass<P>(std::rc::Rc<std::cell::RefCell<P>>);
+
+impl<P: cachemir_compiler::passes::Pass> cachemir_compiler::passes::Pass for SharedPass<P> {
+    fn name(&self) -> &'static str {
+        self.0.borrow().name()
+    }
+
+    fn run(
+        &mut self,
+        graph: &mut Graph,
+    ) -> Result<String, cachemir_compiler::passes::CompileError> {
+        self.0.borrow_mut().run(graph)
     }
 }
 
@@ -213,6 +371,25 @@ fn load_model(
     args: &ImportArgs,
     input_shapes: HashMap<String, Vec<usize>>,
 ) -> Result<Loaded> {
+    if model.extension().is_some_and(|e| e == "json") {
+        let text = std::fs::read_to_string(model)
+            .with_context(|| format!("reading {}", model.display()))?;
+        let graph: Graph = serde_json::from_str(&text).map_err(|e| {
+            input_error(anyhow::anyhow!(
+                "{}: not a Tensor IR file: {e}",
+                model.display()
+            ))
+        })?;
+        graph
+            .verify()
+            .map_err(|e| input_error(anyhow::anyhow!("{}: {e}", model.display())))?;
+        let summary = format!(
+            "model {}\n{}",
+            graph.name,
+            cachemir_ir::printer::summary(&graph)
+        );
+        return Ok(Loaded { graph, summary });
+    }
     if model.extension().is_some_and(|e| e == "cmr") {
         if !args.dims.is_empty()
             || args.outputs.is_some()
@@ -309,8 +486,8 @@ fn eval(
     }
     if expect {
         println!(
-            "{:<28} {:>14} {:>14} {:>12}",
-            "output", "max abs err", "max rel err", "max |ref|"
+            "{:<28} {:>14} {:>14} {:>12} {:>12}",
+            "output", "max abs err", "max rel err", "max |ref|", "same argmax"
         );
         for (name, path) in &case.expected {
             let Some(actual) = outputs.get(name) else {
@@ -320,8 +497,12 @@ fn eval(
             let c = compare(name, actual, &reference, None)
                 .map_err(|m| input_error(anyhow::anyhow!(m)))?;
             println!(
-                "{:<28} {:>14.3e} {:>14.3e} {:>12.4}",
-                c.name, c.max_abs_error, c.max_relative_error, c.max_abs_reference
+                "{:<28} {:>14.3e} {:>14.3e} {:>12.4} {:>12}",
+                c.name,
+                c.max_abs_error,
+                c.max_relative_error,
+                c.max_abs_reference,
+                format!("{}/{}", c.same_argmax.0, c.same_argmax.1)
             );
         }
     }

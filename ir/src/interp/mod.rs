@@ -45,6 +45,17 @@ impl Value {
         }
     }
 
+    /// `[min, max]` of the finite elements of a float value (`None` for other kinds, or when
+    /// no element is finite).
+    pub fn finite_range(&self) -> Option<(f64, f64)> {
+        let Value::Float(a) = self else { return None };
+        let (low, high) = a
+            .iter()
+            .filter(|x| x.is_finite())
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+        (low <= high).then_some((low, high))
+    }
+
     fn kind(&self) -> &'static str {
         match self {
             Value::Float(_) => "float",
@@ -264,13 +275,23 @@ impl<'g> Interpreter<'g> {
         Ok(outputs)
     }
 
-    /// Runs the graph, keeping the graph outputs and the extra values listed in `observe`
-    /// (used by calibration to record intermediate ranges). Other values are freed after their
-    /// last use.
+    /// Runs the graph, keeping the graph outputs and the extra values listed in `observe`.
+    /// Other values are freed after their last use.
     pub fn run_values(
         &self,
         inputs: &HashMap<String, Tensor>,
         observe: &[ValueRef],
+    ) -> Result<HashMap<ValueRef, Value>, IrError> {
+        self.run_observed(inputs, observe, &mut |_, _| {})
+    }
+
+    /// Like [`Interpreter::run_values`], and calls `observer` with every value as it is
+    /// computed (calibration records ranges this way without keeping the values).
+    pub fn run_observed(
+        &self,
+        inputs: &HashMap<String, Tensor>,
+        observe: &[ValueRef],
+        observer: &mut dyn FnMut(ValueRef, &Value),
     ) -> Result<HashMap<ValueRef, Value>, IrError> {
         let graph = self.graph;
         let order = graph.topological_order();
@@ -319,6 +340,7 @@ impl<'g> Interpreter<'g> {
             };
             for (output, value) in produced.into_iter().enumerate() {
                 let v = ValueRef { node, output };
+                observer(v, &value);
                 if remaining_uses.get(&v).copied().unwrap_or(0) > 0 || keep.contains(&v) {
                     values.insert(v, value);
                 }
