@@ -17,6 +17,11 @@ use crate::keys::{GaloisKey, GaloisKeys};
 use crate::ring::automorphism::{conjugation_element, permute_ntt, rotation_element};
 use crate::ring::poly::RnsPoly;
 
+thread_local! {
+    /// Per-thread copy of the limb being permuted (avoids an allocation per limb).
+    static SCRATCH: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// A ciphertext with its c_1 decomposed and ModUp'ed once, ready for many rotations.
 #[derive(Debug, Clone)]
 pub struct HoistedCiphertext {
@@ -50,17 +55,23 @@ impl Evaluator {
         key.key.check(&self.ctx, level)?;
         let (a0, a1) = inner_product(&self.ctx, &h.dec, &key.key);
         let moduli = self.ctx.q_moduli(level);
-        // Per finished limb: (+ c_0 for part 0), then σ_g as an index permutation.
+        // Per finished limb: σ_g as an index permutation, fused with + σ_g(c_0) for part 0.
         let finish = |part: usize| {
             move |i: usize, limb: &mut [u64]| {
-                if part == 0 {
-                    let m = &moduli[i];
-                    for (x, &c) in limb.iter_mut().zip(h.c0.limb(i)) {
-                        *x = m.add(*x, c);
+                SCRATCH.with_borrow_mut(|src| {
+                    src.clear();
+                    src.extend_from_slice(limb);
+                    let perm = &key.perm;
+                    if part == 0 {
+                        let m = &moduli[i];
+                        let c0 = h.c0.limb(i);
+                        for (o, &p) in limb.iter_mut().zip(perm) {
+                            *o = m.add(src[p as usize], c0[p as usize]);
+                        }
+                    } else {
+                        permute_ntt(src, limb, perm);
                     }
-                }
-                let src = limb.to_vec();
-                permute_ntt(&src, limb, &key.perm);
+                });
             }
         };
         let (f0, f1) = (finish(0), finish(1));

@@ -150,14 +150,20 @@ fn sparse_ternary_secret() {
     let pk = kg.public_key(&sk).unwrap();
     let rlk = kg.relin_key(&sk, ctx.max_level()).unwrap();
     let gks = kg.galois_keys(&sk, &[3], false, ctx.max_level()).unwrap();
-    let (enc, eval, dec) = (Encoder::new(&ctx), Evaluator::new(&ctx), Decryptor::new(&ctx));
+    let (enc, eval, dec) = (
+        Encoder::new(&ctx),
+        Evaluator::new(&ctx),
+        Decryptor::new(&ctx),
+    );
     let mut encryptor = Encryptor::with_rng(&ctx, Csprng::from_seed([61; 32]));
     let n = ctx.n() / 2;
     let x = values(n, 70);
     let ct = encryptor
         .encrypt_pk(&pk, &enc.encode_real(&x, n, 6, 2f64.powi(40)).unwrap())
         .unwrap();
-    let sq = eval.rescale(&eval.mul_relin(&ct, &ct, &rlk).unwrap()).unwrap();
+    let sq = eval
+        .rescale(&eval.mul_relin(&ct, &ct, &rlk).unwrap())
+        .unwrap();
     let r = eval.rotate(&sq, 3, &gks).unwrap();
     let want: Vec<f64> = (0..n).map(|j| x[(j + 3) % n].powi(2)).collect();
     let bits = precision_bits(&want, &dec.decrypt_real(&sk, &r).unwrap());
