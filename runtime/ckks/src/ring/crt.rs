@@ -183,7 +183,8 @@ mod tests {
     use crate::params::primes::{Search, ntt_primes};
 
     proptest::proptest! {
-        /// RNS round trip: residues of a signed 127-bit integer reconstruct to it (as f64).
+        /// RNS round trip: residues of a signed 119-bit integer reconstruct to it (as f64, within
+        /// 2 ulp: the words are summed in floating point).
         #[test]
         fn rns_round_trip(v in proptest::num::i128::ANY, shift in 0u32..100) {
             let ms: Vec<Modulus> = ntt_primes(45, 10, 4, Search::Alternate, &[])
@@ -194,7 +195,7 @@ mod tests {
             let limbs: Vec<u64> = ms.iter().map(|m| m.reduce_i128(v)).collect();
             let out = CrtReconstructor::new(&ms).centered_f64(&limbs, 1, &[0])[0];
             let want = v as f64;
-            proptest::prop_assert!((out - want).abs() <= want.abs() * 2e-16 + 0.5, "{} vs {}", out, want);
+            proptest::prop_assert!((out - want).abs() <= want.abs() * 5e-16 + 0.5, "{} vs {}", out, want);
         }
     }
 
