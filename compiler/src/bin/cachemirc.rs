@@ -211,7 +211,12 @@ fn run(cli: Cli) -> Result<()> {
                 Emit::Summary => loaded.summary,
                 Emit::Ir => print_graph(&loaded.graph),
                 Emit::Json => serde_json::to_string(&loaded.graph)?,
-                Emit::Dsl => emit_dsl(&loaded.graph, output.as_deref(), weights_out)?,
+                Emit::Dsl => {
+                    // Model text reads best with the composite ops an exporter spelled out.
+                    let mut graph = loaded.graph;
+                    cachemir_ir::recognize::recognize(&mut graph);
+                    emit_dsl(&graph, output.as_deref(), weights_out)?
+                }
             };
             match output {
                 Some(path) => std::fs::write(&path, text)
