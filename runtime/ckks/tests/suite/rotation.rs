@@ -27,6 +27,7 @@ fn rotations_hoisted_and_single_are_bit_identical() {
         let single = f.eval.rotate(&ct, k, &gks).unwrap();
         assert_eq!(&single, hr, "step {k}: hoisted and single rotation differ");
         let bits = precision_bits(&rotated(&x, k), &f.decrypt(&single));
+        eprintln!("rotation by {k} (hoisted == single) at 2^40, N=2^12: {bits:.2} bits");
         assert!(bits >= 24.0, "rotate {k}: {bits:.1} bits");
     }
     // Rotation at a lower level with keys generated at the top.
@@ -94,6 +95,7 @@ fn bsgs_linear_transform_matches_matrix_vector() {
         })
         .collect();
     let bits = precision_bits(&want, &f.decrypt(&y));
+    eprintln!("BSGS linear transform (7 diagonals, 64 slots) + rescale: {bits:.2} bits");
     assert!(bits >= 22.0, "BSGS: {bits:.1}");
     assert!((y.scale() / ct.scale() - 1.0).abs() < 1e-9);
 }
