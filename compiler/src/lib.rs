@@ -4,3 +4,4 @@
 pub mod reference;
 pub mod approx;
 pub mod passes;
+pub mod rewrite;
