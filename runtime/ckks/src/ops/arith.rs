@@ -10,7 +10,9 @@ use crate::error::{CkksError, Result};
 use crate::keys::RelinKey;
 use crate::plaintext::Plaintext;
 use crate::ring::basis_ifma;
-use crate::ring::poly::RnsPoly;
+use std::mem::MaybeUninit;
+
+use crate::ring::poly::{RnsPoly, assume_init};
 
 /// Relative tolerance for scale equality.
 const SCALE_TOLERANCE: f64 = 1e-9;
@@ -202,21 +204,49 @@ impl Evaluator {
         let n = self.ctx.n();
         let tables = self.ctx.q_tables(a.level);
         let limbs = a.level + 1;
-        let mut d0 = RnsPoly::zero(n, limbs);
-        let mut d1 = RnsPoly::zero(n, limbs);
-        let mut d2 = RnsPoly::zero(n, limbs);
         let (a0, a1, b0, b1) = (&a.parts[0], &a.parts[1], &b.parts[0], &b.parts[1]);
-        d0.par_limbs_mut()
-            .zip(d1.par_limbs_mut())
-            .zip(d2.par_limbs_mut())
-            .zip(tables.par_iter())
-            .enumerate()
-            .for_each(|(i, (((o0, o1), o2), t))| {
-                t.mul_acc(o0, a0.limb(i), b0.limb(i));
-                t.mul_acc(o1, a0.limb(i), b1.limb(i));
-                t.mul_acc(o1, a1.limb(i), b0.limb(i));
-                t.mul_acc(o2, a1.limb(i), b1.limb(i));
-            });
+        let ifma = &self.ctx.inner.ifma;
+        let fill = |o0: &mut [MaybeUninit<u64>],
+                    o1: &mut [MaybeUninit<u64>],
+                    o2: &mut [MaybeUninit<u64>]| {
+            o0.par_chunks_exact_mut(n)
+                .zip(o1.par_chunks_exact_mut(n))
+                .zip(o2.par_chunks_exact_mut(n))
+                .zip(tables.par_iter())
+                .enumerate()
+                .for_each(|(i, (((o0, o1), o2), t))| {
+                    let (x0, x1, y0, y1) = (a0.limb(i), a1.limb(i), b0.limb(i), b1.limb(i));
+                    #[cfg(target_arch = "x86_64")]
+                    if let Some(red) = &ifma[i]
+                        && n.is_multiple_of(8)
+                    {
+                        // SAFETY: IFMA detected (the reducer exists), q_i < 2^50, limbs reduced
+                        // and of N words; tensor_limb writes every output element.
+                        unsafe { basis_ifma::tensor_limb([x0, x1], [y0, y1], [o0, o1, o2], red) };
+                        return;
+                    }
+                    let _ = ifma;
+                    for o in [&mut *o0, &mut *o1, &mut *o2] {
+                        o.fill(MaybeUninit::new(0));
+                    }
+                    // SAFETY: just zero-filled.
+                    let (o0, o1, o2) =
+                        unsafe { (assume_init(o0), assume_init(o1), assume_init(o2)) };
+                    t.mul_acc(o0, x0, y0);
+                    t.mul_acc(o1, x0, y1);
+                    t.mul_acc(o1, x1, y0);
+                    t.mul_acc(o2, x1, y1);
+                });
+        };
+        let (mut d1, mut d2) = (RnsPoly::zero(n, 0), RnsPoly::zero(n, 0));
+        // SAFETY: every limb of the three outputs is written (IFMA kernel or zero + accumulate).
+        let d0 = unsafe {
+            RnsPoly::new_uninit_with(n, limbs, |o0| {
+                d1 = RnsPoly::new_uninit_with(n, limbs, |o1| {
+                    d2 = RnsPoly::new_uninit_with(n, limbs, |o2| fill(o0, o1, o2));
+                });
+            })
+        };
         Ok(Ciphertext {
             parts: vec![d0, d1, d2],
             level: a.level,

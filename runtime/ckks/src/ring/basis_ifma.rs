@@ -276,3 +276,52 @@ pub(crate) unsafe fn conv_group(
         }
     }
 }
+
+/// Tensor product of two degree-1 ciphertext limbs modulo t < 2^50:
+/// d0 = a0·b0, d1 = a0·b1 + a1·b0, d2 = a1·b1 (n multiple of 8). Writes every output element.
+///
+/// # Safety
+/// The CPU must support `avx512f` and `avx512ifma`; all inputs have length ≥ n = d0.len() and
+/// are reduced modulo t < 2^50; d1, d2 have length ≥ n.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512ifma")]
+pub(crate) unsafe fn tensor_limb(
+    a: [&[u64]; 2],
+    b: [&[u64]; 2],
+    d: [&mut [std::mem::MaybeUninit<u64>]; 3],
+    red: &Reducer,
+) {
+    use std::arch::x86_64::*;
+    let n = d[0].len();
+    debug_assert!(n.is_multiple_of(8) && d.iter().all(|x| x.len() >= n));
+    debug_assert!(a.iter().chain(&b).all(|x| x.len() >= n));
+    let zero = _mm512_setzero_si512();
+    let k = VecConsts::new(red);
+    let load = |p: &[u64], off: usize| {
+        // SAFETY: off + 8 ≤ n ≤ p.len().
+        unsafe { _mm512_loadu_si512(p.as_ptr().add(off) as *const __m512i) }
+    };
+    let [d0, d1, d2] = d;
+    for c in (0..n).step_by(8) {
+        let (a0, a1, b0, b1) = (load(a[0], c), load(a[1], c), load(b[0], c), load(b[1], c));
+        let r0 = reduce(
+            &k,
+            _mm512_madd52hi_epu64(zero, a0, b0),
+            _mm512_madd52lo_epu64(zero, a0, b0),
+        );
+        let h1 = _mm512_madd52hi_epu64(_mm512_madd52hi_epu64(zero, a0, b1), a1, b0);
+        let l1 = _mm512_madd52lo_epu64(_mm512_madd52lo_epu64(zero, a0, b1), a1, b0);
+        let r1 = reduce(&k, h1, l1);
+        let r2 = reduce(
+            &k,
+            _mm512_madd52hi_epu64(zero, a1, b1),
+            _mm512_madd52lo_epu64(zero, a1, b1),
+        );
+        // SAFETY: c + 8 ≤ n ≤ each output's length.
+        unsafe {
+            _mm512_storeu_si512(d0.as_mut_ptr().add(c) as *mut __m512i, r0);
+            _mm512_storeu_si512(d1.as_mut_ptr().add(c) as *mut __m512i, r1);
+            _mm512_storeu_si512(d2.as_mut_ptr().add(c) as *mut __m512i, r2);
+        }
+    }
+}
