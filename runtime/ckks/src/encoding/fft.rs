@@ -24,7 +24,7 @@ impl EncoderTables {
         EncoderTables { two_n, roots }
     }
 
-    /// perm[j] = t_j with 5^j ≡ 1 + 4·t_j (mod 4n): slot j ↔ DFT index t_j.
+    /// perm\[j\] = t_j with 5^j ≡ 1 + 4·t_j (mod 4n): slot j ↔ DFT index t_j.
     pub fn slot_permutation(&self, n: usize) -> Vec<usize> {
         let m = 4 * n as u64;
         let mut e = 1u64;

@@ -3,7 +3,7 @@
 //!
 //! With n slots (a power of two, n ≤ N/2), a message z ∈ C^n is the polynomial
 //! m(Y) = Σ_{k<2n} a_k Y^k, Y = X^{N/(2n)}, with z_j = m(ξ^{5^j}), ξ = e^{iπ/(2n)}. Writing
-//! w_k = a_k + i·a_{k+n} and 5^j ≡ 1 + 4t_j (mod 4n) gives z_j = DFT_n(w_k ξ^k)[t_j], so encoding
+//! w_k = a_k + i·a_{k+n} and 5^j ≡ 1 + 4t_j (mod 4n) gives z_j = DFT_n(w_k ξ^k)\[t_j\], so encoding
 //! is a permutation, one inverse complex FFT of size n and a twist; decoding is the reverse. The
 //! coefficients are multiplied by the scale Δ and rounded.
 

@@ -4,7 +4,7 @@
 //! 1. **Decompose** d ∈ R_{Q_ℓ} (NTT form) into digits d_j = d mod Q_j (α consecutive limbs) and
 //!    ModUp each digit to Q_ℓ·P by fast basis conversion (one INTT of d, one NTT per new limb).
 //! 2. **Inner product** with the key: (Σ_j D_j·b_j, Σ_j D_j·a_j) over Q_ℓ·P.
-//! 3. **ModDown** each result: (x − Conv_{P→Q}([x]_P))·P^{-1}, dividing the key noise by P.
+//! 3. **ModDown** each result: (x − Conv_{P→Q}(\[x\]_P))·P^{-1}, dividing the key noise by P.
 //!
 //! Step 1 does not depend on the key, so rotations of one ciphertext share it (hoisting).
 

@@ -5,7 +5,7 @@
 //! y = Σ_g rot_{g·n1}( Σ_b rot_{−g·n1}(d_k) ⊙ rot_b(x) ),
 //!
 //! where the n1 baby-step rotations of x share one hoisted decomposition and each giant step costs
-//! one rotation. Diagonal k holds d_k[j] = M[j][(j + k) mod n].
+//! one rotation. Diagonal k holds d_k\[j\] = M\[j\]\[(j + k) mod n\].
 
 use std::collections::BTreeMap;
 

@@ -1,7 +1,7 @@
 //! Galois automorphisms σ_g: a(X) ↦ a(X^g) for odd g modulo 2N.
 //!
 //! In the NTT domain σ_g is an index permutation (no arithmetic): with evaluations stored at
-//! ψ^{e_i}, e_i = 2·bitrev(i) + 1, (σ_g a)(ψ^{e_i}) = a(ψ^{e_i·g}), i.e. out[i] = in[π_g(i)] with
+//! ψ^{e_i}, e_i = 2·bitrev(i) + 1, (σ_g a)(ψ^{e_i}) = a(ψ^{e_i·g}), i.e. out\[i\] = in\[π_g(i)\] with
 //! π_g(i) = bitrev((e_i·g mod 2N − 1)/2). Slot rotation by k uses g = 5^k mod 2N (left rotation of
 //! the slot vector), conjugation uses g = 2N − 1 (Cheon–Kim–Kim–Song, ASIACRYPT 2017, §4).
 
@@ -15,7 +15,7 @@ fn bitrev(x: usize, bits: u32) -> usize {
     }
 }
 
-/// The NTT-domain permutation π_g for ring degree N = 2^log_n: out[i] = in[perm[i]].
+/// The NTT-domain permutation π_g for ring degree N = 2^log_n: out\[i\] = in\[perm\[i\]\].
 pub fn ntt_permutation(log_n: u32, g: u64) -> Vec<u32> {
     let n = 1usize << log_n;
     let two_n_mask = (2 * n as u64) - 1;
@@ -28,7 +28,7 @@ pub fn ntt_permutation(log_n: u32, g: u64) -> Vec<u32> {
         .collect()
 }
 
-/// Applies σ_g to one NTT-form limb: out[i] = input[perm[i]].
+/// Applies σ_g to one NTT-form limb: out\[i\] = input\[perm\[i\]\].
 #[inline]
 pub fn permute_ntt(input: &[u64], out: &mut [u64], perm: &[u32]) {
     for (o, &p) in out.iter_mut().zip(perm) {

@@ -1,4 +1,4 @@
-//! The polynomial ring R_Q = Z_Q[X]/(X^N + 1) in RNS form: word-size moduli, negacyclic NTT
+//! The polynomial ring R_Q = Z_Q\[X\]/(X^N + 1) in RNS form: word-size moduli, negacyclic NTT
 //! (`tfhe-ntt`), RNS polynomials, fast basis conversion, CRT reconstruction and automorphisms.
 
 pub mod automorphism;

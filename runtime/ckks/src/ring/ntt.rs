@@ -46,13 +46,13 @@ impl NttTable {
         self.plan.normalize(a);
     }
 
-    /// acc[i] += a[i]·b[i] mod q (vectorised; inputs reduced).
+    /// acc\[i\] += a\[i\]·b\[i\] mod q (vectorised; inputs reduced).
     #[inline]
     pub fn mul_acc(&self, acc: &mut [u64], a: &[u64], b: &[u64]) {
         self.plan.mul_accumulate(acc, a, b);
     }
 
-    /// acc[i] = a[i]·b[i] mod q (vectorised; inputs reduced).
+    /// acc\[i\] = a\[i\]·b\[i\] mod q (vectorised; inputs reduced).
     #[inline]
     pub fn mul_into(&self, out: &mut [u64], a: &[u64], b: &[u64]) {
         out.fill(0);
