@@ -51,9 +51,20 @@ impl Evaluator {
 
     /// σ_g applied to a hoisted ciphertext with g's key.
     fn galois_hoisted(&self, h: &HoistedCiphertext, key: &GaloisKey) -> Result<Ciphertext> {
-        let level = h.meta.level;
+        self.galois_decomposed(&h.c0, &h.dec, &h.meta, key)
+    }
+
+    /// σ_g of (c0, c1) given c1's decomposition, with g's key.
+    fn galois_decomposed(
+        &self,
+        c0: &RnsPoly,
+        dec: &Decomposed,
+        meta: &Ciphertext,
+        key: &GaloisKey,
+    ) -> Result<Ciphertext> {
+        let level = meta.level;
         key.key.check(&self.ctx, level)?;
-        let (a0, a1) = inner_product(&self.ctx, &h.dec, &key.key);
+        let (a0, a1) = inner_product(&self.ctx, dec, &key.key);
         let moduli = self.ctx.q_moduli(level);
         // Per finished limb: σ_g as an index permutation, fused with + σ_g(c_0) for part 0.
         let finish = |part: usize| {
@@ -64,7 +75,7 @@ impl Evaluator {
                     let perm = &key.perm;
                     if part == 0 {
                         let m = &moduli[i];
-                        let c0 = h.c0.limb(i);
+                        let c0 = c0.limb(i);
                         for (o, &p) in limb.iter_mut().zip(perm) {
                             *o = m.add(src[p as usize], c0[p as usize]);
                         }
@@ -82,7 +93,7 @@ impl Evaluator {
         let parts = vec![u0, u1];
         Ok(Ciphertext {
             parts,
-            ..h.meta.clone_meta()
+            ..meta.clone_meta()
         })
     }
 
@@ -133,6 +144,15 @@ impl Evaluator {
         c1
     }
 
+    /// One automorphism: the hoisted path with a single element (so results are bit-identical to
+    /// [`Evaluator::rotate_hoisted`]), without copying c_0.
+    fn galois_single(&self, ct: &Ciphertext, key: &GaloisKey) -> Result<Ciphertext> {
+        ct.expect_degree(1)?;
+        key.key.check(&self.ctx, ct.level)?;
+        let dec = decompose(&self.ctx, &ct.parts[1], ct.level);
+        self.galois_decomposed(&ct.parts[0], &dec, ct, key)
+    }
+
     /// Left rotation by `step` slots (slot j of the result is slot j + step of the input).
     pub fn rotate(&self, ct: &Ciphertext, step: i64, gks: &GaloisKeys) -> Result<Ciphertext> {
         self.ctx.check_id(ct.params_id)?;
@@ -141,26 +161,20 @@ impl Evaluator {
             return Ok(ct.clone());
         }
         let key = gks.get(g, Some(step))?;
-        key.key.check(&self.ctx, ct.level)?;
-        let h = self.hoist(ct)?;
-        self.galois_hoisted(&h, key)
+        self.galois_single(ct, key)
     }
 
     /// Complex conjugation of every slot.
     pub fn conjugate(&self, ct: &Ciphertext, gks: &GaloisKeys) -> Result<Ciphertext> {
         self.ctx.check_id(ct.params_id)?;
         let key = gks.get(conjugation_element(self.ctx.params().log_n), None)?;
-        key.key.check(&self.ctx, ct.level)?;
-        let h = self.hoist(ct)?;
-        self.galois_hoisted(&h, key)
+        self.galois_single(ct, key)
     }
 
     /// Applies σ_g for an arbitrary Galois element g with a key present in `gks`.
     pub fn apply_galois(&self, ct: &Ciphertext, g: u64, gks: &GaloisKeys) -> Result<Ciphertext> {
         self.ctx.check_id(ct.params_id)?;
         let key = gks.get(g, None)?;
-        key.key.check(&self.ctx, ct.level)?;
-        let h = self.hoist(ct)?;
-        self.galois_hoisted(&h, key)
+        self.galois_single(ct, key)
     }
 }
