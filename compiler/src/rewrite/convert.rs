@@ -55,7 +55,10 @@ pub fn encode(graph: &Graph) -> Result<Encoded, RewriteError> {
         if matches!(n.op, Op::Input) || n.op.is_constant() {
             let index = u32::try_from(leaves.len())
                 .map_err(|_| RewriteError::Unsupported("more than 2^32 leaves".into()))?;
-            egraph.analysis.leaves.push(leaf_facts(graph, value));
+            let facts = leaf_facts(graph, value).ok_or_else(|| {
+                RewriteError::Unsupported(format!("{}: a leaf without an output", n.source))
+            })?;
+            egraph.analysis.leaves.push(facts);
             leaves.push(value);
             let id = egraph.add(TensorNode::leaf(index));
             ids.insert(value, id);
@@ -129,12 +132,13 @@ fn is_encryption_point(
         && inferred != recorded
 }
 
-/// What the analysis knows about a leaf, read from its node.
-fn leaf_facts(graph: &Graph, value: ValueRef) -> LeafFacts {
+/// What the analysis knows about a leaf, read from its node (`None` for a node with no output).
+fn leaf_facts(graph: &Graph, value: ValueRef) -> Option<LeafFacts> {
     let node = graph.node(value.node);
-    let ty = node.outputs[0].clone();
+    let ty = node.outputs.first()?.clone();
     let (scalar, range) = match &node.op {
-        Op::Constant(t) if t.dtype().is_float() && !t.is_empty() => {
+        // Only small constants are scanned (no rule reads a large weight's range).
+        Op::Constant(t) if t.dtype().is_float() && !t.is_empty() && t.len() <= FOLD_LIMIT => {
             let data = t.to_f64();
             let lo = data.iter().copied().fold(f64::INFINITY, f64::min);
             let hi = data.iter().copied().fold(f64::NEG_INFINITY, f64::max);
@@ -146,12 +150,12 @@ fn leaf_facts(graph: &Graph, value: ValueRef) -> LeafFacts {
         }
         _ => (None, None),
     };
-    LeafFacts {
+    Some(LeafFacts {
         ty,
         constant: node.op.is_constant(),
         scalar,
         range,
-    }
+    })
 }
 
 /// The op with a single `Softmax` / `Reduce` axis written from the end (`-1` for the last).

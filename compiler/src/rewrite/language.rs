@@ -3,8 +3,9 @@
 //! inputs and weights as opaque leaves, and one projection node per output of a multi-output op.
 //!
 //! Patterns in [`super::rules`] name the attribute-free ops by the short names of
-//! [`short_name`] (`add`, `mul`, `recip`, `rsqrt`, `matmul`, …) plus two canonical attributed
-//! forms, `reduce-mean` (last axis, keep dims) and `softmax` (last axis).
+//! [`short_name`] (`add`, `mul`, `recip`, `rsqrt`, `matmul`, …) plus canonical attributed
+//! forms: `reduce-mean`, `reduce-sum`, `reduce-max` (last axis, keep dims) and `softmax` (last
+//! axis).
 
 use cachemir_ir::{BinaryOp, GeluApproximation, Op, ReduceOp, UnaryOp};
 use egg::{FromOp, FromOpError, Id, Language};
@@ -160,8 +161,8 @@ impl Language for TensorNode {
     }
 }
 
-/// The ops patterns may name, with their short names. Attribute-free except `reduce-mean` and
-/// `softmax`, which stand for their canonical last-axis forms (the converter writes every
+/// The ops patterns may name, with their short names. Attribute-free except `reduce-mean`,
+/// `reduce-sum`, `reduce-max` and `softmax`, which stand for their canonical last-axis forms (the converter writes every
 /// single-axis reduction and softmax with a negative axis, see [`super::convert`]).
 fn named_ops() -> Vec<(&'static str, Op)> {
     use BinaryOp as B;
@@ -200,15 +201,19 @@ fn named_ops() -> Vec<(&'static str, Op)> {
         ),
         ("rope", Op::Rope),
         ("softmax", Op::Softmax { axis: -1 }),
-        (
-            "reduce-mean",
-            Op::Reduce {
-                op: ReduceOp::Mean,
-                axes: vec![-1],
-                keep_dims: true,
-            },
-        ),
+        ("reduce-mean", last_axis(ReduceOp::Mean)),
+        ("reduce-sum", last_axis(ReduceOp::Sum)),
+        ("reduce-max", last_axis(ReduceOp::Max)),
     ]
+}
+
+/// The reduction over the last axis that keeps it (as size 1).
+fn last_axis(op: ReduceOp) -> Op {
+    Op::Reduce {
+        op,
+        axes: vec![-1],
+        keep_dims: true,
+    }
 }
 
 /// The pattern name of an op, if it has one.

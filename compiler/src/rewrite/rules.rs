@@ -2,9 +2,10 @@
 //!
 //! Families (each rule's name starts with its family):
 //! - **strength**: `x/y → x·(1/y)` (with `y` public, `1/y` is computed in the clear),
-//!   `pow(x, 2) → x·x`, `pow(x, ½) → √x`, `pow(x, −1) → 1/x`, `pow(x, −½) → 1/√x`,
+//!   `pow(x, 2) → x·x`, `pow(x, 3) → x·x·x`, `pow(x, ½) → √x`, `pow(x, −1) → 1/x`, `pow(x, −½) → 1/√x`,
 //!   `1/√x → rsqrt(x)`, `√(1/x) → rsqrt(x)`, `x·1 → x`, `x+0 → x`, `x·(−1) → −x`;
-//! - **algebra**: commutativity of `+` and `·`, gathering constant factors `(x·a)·b → x·(a·b)`;
+//! - **algebra**: commutativity of `+` and `·`, gathering constant factors `(x·a)·b → x·(a·b)`,
+//!   public scalars moved out of a `MatMul` operand (`(x·c)·W → (x·W)·c`);
 //! - **fold**: a public scalar into a weight on either side of a `MatMul`, consecutive linear
 //!   maps into one (`(x·A)·B → x·(AB)`), a bias through a linear map (`(x+c)·W → xW + cW`),
 //!   and RoPE's rotate-half into the Q/K projection weights (`rotate_half(xW) = x·(W R)` with
@@ -12,7 +13,8 @@
 //! - **layout**: squeeze / unsqueeze / flatten / unit-axis transposes as reshapes, chains of
 //!   reshapes and of transposes composed, identities dropped (casts to the same type, concats of
 //!   one operand, expands to the same shape, identity reshapes and transposes);
-//! - **recognise**: SiLU, GELU (erf and tanh forms), RMSNorm, LayerNorm and softmax attention
+//! - **recognise**: SiLU, GELU (erf and tanh forms), softmax (with or without the max shift),
+//!   RMSNorm, LayerNorm and softmax attention
 //!   (with grouped KV heads: the `repeat_kv` expansion is dropped, `Attention` broadcasts them)
 //!   from their element-wise forms, after the strength rules have canonicalised them.
 //!
@@ -262,11 +264,20 @@ fn scalar_equals(name: &'static str, value: f64) -> Condition {
     Box::new(move |g, _, s| scalar_is(g, s, name, value))
 }
 
+/// `?x` is a float and `?c` equals `value` (the float-only functions a power becomes).
+fn float_and_scalar(x: &'static str, c: &'static str, value: f64) -> Condition {
+    Box::new(move |g, _, s| is_float(g, s, x) && scalar_is(g, s, c, value))
+}
+
 /// `?c` is a one-element weight-derived constant and `?w` a weight-derived constant.
 fn scalar_and_weight(c: &'static str, w: &'static str) -> Condition {
-    Box::new(move |g, _, s| {
-        is_constant(g, s, w) && facts(g, s, c).is_some_and(|f| f.constant && f.scalar.is_some())
-    })
+    let scalar = scalar_constant(c);
+    Box::new(move |g, id, s| is_constant(g, s, w) && scalar(g, id, s))
+}
+
+/// `?c` is a one-element weight-derived constant.
+fn scalar_constant(c: &'static str) -> Condition {
+    Box::new(move |g, _, s| facts(g, s, c).is_some_and(|f| f.constant && f.scalar.is_some()))
 }
 
 fn always() -> Condition {
@@ -305,9 +316,10 @@ pub fn rules() -> Vec<TensorRewrite> {
         rule("strength-reciprocal-sqrt-to-rsqrt", "(recip (sqrt ?x))", "(rsqrt ?x)", always()),
         rule("strength-sqrt-reciprocal-to-rsqrt", "(sqrt (recip ?x))", "(rsqrt ?x)", always()),
         rule("strength-square", "(pow ?x ?c)", "(mul ?x ?x)", scalar_equals("?c", 2.0)),
-        rule("strength-pow-half", "(pow ?x ?c)", "(sqrt ?x)", scalar_equals("?c", 0.5)),
-        rule("strength-pow-minus-one", "(pow ?x ?c)", "(recip ?x)", scalar_equals("?c", -1.0)),
-        rule("strength-pow-minus-half", "(pow ?x ?c)", "(rsqrt ?x)", scalar_equals("?c", -0.5)),
+        rule("strength-cube", "(pow ?x ?c)", "(mul (mul ?x ?x) ?x)", scalar_equals("?c", 3.0)),
+        rule("strength-pow-half", "(pow ?x ?c)", "(sqrt ?x)", float_and_scalar("?x", "?c", 0.5)),
+        rule("strength-pow-minus-one", "(pow ?x ?c)", "(recip ?x)", float_and_scalar("?x", "?c", -1.0)),
+        rule("strength-pow-minus-half", "(pow ?x ?c)", "(rsqrt ?x)", float_and_scalar("?x", "?c", -0.5)),
         rule("strength-pow-one", "(pow ?x ?c)", "?x", scalar_equals("?c", 1.0)),
         rule("strength-mul-one", "(mul ?x ?c)", "?x", scalar_equals("?c", 1.0)),
         rule("strength-add-zero", "(add ?x ?c)", "?x", scalar_equals("?c", 0.0)),
@@ -315,6 +327,10 @@ pub fn rules() -> Vec<TensorRewrite> {
         // algebra
         rule("algebra-commute-mul", "(mul ?a ?b)", "(mul ?b ?a)", always()),
         rule("algebra-commute-add", "(add ?a ?b)", "(add ?b ?a)", always()),
+        rule("algebra-scalar-out-of-matmul-left", "(matmul (mul ?a ?c) ?b)", "(mul (matmul ?a ?b) ?c)",
+             scalar_constant("?c")),
+        rule("algebra-scalar-out-of-matmul-right", "(matmul ?a (mul ?b ?c))", "(mul (matmul ?a ?b) ?c)",
+             scalar_constant("?c")),
         rule("algebra-gather-constants", "(mul (mul ?x ?a) ?b)", "(mul ?x (mul ?a ?b))",
              Box::new(|g, _, s| !is_constant(g, s, "?x") && is_constant(g, s, "?a")
                  && is_constant(g, s, "?b"))),
@@ -341,11 +357,15 @@ pub fn rules() -> Vec<TensorRewrite> {
              Box::new(|g, _, s| scalar_is(g, s, "?h", 0.5) && scalar_is(g, s, "?one", 1.0)
                  && scalar_is(g, s, "?r", FRAC_1_SQRT_2))),
         rule("recognise-gelu-tanh",
-             "(mul (mul ?x ?h) (add (tanh (mul (add ?x (mul (pow ?x ?three) ?a)) ?k)) ?one))",
+             "(mul (mul ?x ?h) (add (tanh (mul (add ?x (mul (mul (mul ?x ?x) ?x) ?a)) ?k)) ?one))",
              "(gelu-tanh ?x)",
              Box::new(|g, _, s| scalar_is(g, s, "?h", 0.5) && scalar_is(g, s, "?one", 1.0)
-                 && scalar_is(g, s, "?three", 3.0) && scalar_is(g, s, "?a", 0.044715)
-                 && scalar_is(g, s, "?k", FRAC_2_PI.sqrt()))),
+                 && scalar_is(g, s, "?a", 0.044715) && scalar_is(g, s, "?k", FRAC_2_PI.sqrt()))),
+        rule("recognise-softmax", "(mul (exp ?x) (recip (reduce-sum (exp ?x))))", "(softmax ?x)",
+             always()),
+        // Softmax is shift-invariant: the max subtracted for numerical range is not needed.
+        rule("recognise-softmax-shift", "(softmax (sub ?x (reduce-max ?x)))", "(softmax ?x)",
+             always()),
         built("recognise-rms-norm",
               "(mul (mul ?x (rsqrt (add (reduce-mean (mul ?x ?x)) ?eps))) ?w)",
               super::patterns::rms_norm),
