@@ -36,12 +36,72 @@ fn version_is_the_crate_version() {
 
 #[test]
 fn later_commands_fail_with_exit_code_2() {
-    for command in ["compile", "report", "dot"] {
-        let out = cachemirc(&[command, "model.onnx"]);
+    for command in ["report", "dot"] {
+        let out = cachemirc(&[command, "model.plan"]);
         assert_eq!(out.status.code(), Some(2), "{command}");
         assert!(
             text(&out.stderr).contains("not yet implemented"),
             "{command}"
+        );
+    }
+}
+
+#[test]
+fn compile_of_a_missing_model_is_an_input_error() {
+    let out = cachemirc(&[
+        "compile",
+        "/nonexistent/model.onnx",
+        "--stop-after",
+        "decompose",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("/nonexistent/model.onnx"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn compile_without_calibration_says_what_is_missing() {
+    let Some(dir) = models_dir() else { return };
+    let model = dir.join("tiny_gpt2_decode_step_p15_ts17.onnx");
+    let out = cachemirc(&["compile", model.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("--calibration"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn compile_reports_passes_approximations_and_depth() {
+    let Some(dir) = models_dir() else { return };
+    let model = dir.join("tiny_gpt2_decode_step_p15_ts17.onnx");
+    let calibration = dir.join("tiny_gpt2_decode_step_p15_ts17/calib.json");
+    let out = cachemirc(&[
+        "compile",
+        model.to_str().unwrap(),
+        "--calibration",
+        calibration.to_str().unwrap(),
+        "--encrypt-from",
+        "/model/transformer/Add_output_0",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report = text(&out.stdout);
+    for expected in [
+        "recognize",
+        "decompose",
+        "calibrate",
+        "approximate",
+        "GeluTanh",
+        "Reciprocal",
+        "layer 1: reaches",
+    ] {
+        assert!(
+            report.contains(expected),
+            "the report lacks {expected}:\n{report}"
         );
     }
 }
