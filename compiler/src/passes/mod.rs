@@ -10,6 +10,7 @@ pub mod approximate;
 pub mod calibrate;
 pub mod decompose;
 pub mod depth;
+pub mod rotate_residual;
 
 use cachemir_ir::{DType, Graph, IrError, Op, SourceLocation, Tensor, ValueRef};
 use std::time::{Duration, Instant};
