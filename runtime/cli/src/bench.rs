@@ -38,6 +38,23 @@ struct Row {
     level: usize,
     median_ms: f64,
     runs: usize,
+    /// −log2 of the max abs error against the cleartext result, where checked.
+    precision_bits: Option<f64>,
+}
+
+/// A timing without a precision check.
+fn untimed<T>(r: Result<(f64, T)>) -> Result<(f64, Option<f64>)> {
+    r.map(|(ms, _)| (ms, None))
+}
+
+/// −log2 max |want − got|.
+fn precision_bits(want: &[f64], got: &[f64]) -> f64 {
+    let err = want
+        .iter()
+        .zip(got)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f64, f64::max);
+    -err.max(1e-300).log2()
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -50,17 +67,17 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
-/// Times `f` `runs` times after one warm-up; returns the median in ms.
-fn time<T>(runs: usize, mut f: impl FnMut() -> Result<T>) -> Result<f64> {
-    f()?;
+/// Times `f` `runs` times after one warm-up; returns the median in ms and the last output.
+fn time<T>(runs: usize, mut f: impl FnMut() -> Result<T>) -> Result<(f64, T)> {
+    let mut out = f()?;
     let mut t = Vec::with_capacity(runs);
     for _ in 0..runs {
-        let start = Instant::now();
-        let out = f()?;
-        t.push(start.elapsed().as_secs_f64() * 1e3);
         drop(out);
+        let start = Instant::now();
+        out = f()?;
+        t.push(start.elapsed().as_secs_f64() * 1e3);
     }
-    Ok(median(t))
+    Ok((median(t), out))
 }
 
 pub fn run(args: &BenchArgs) -> Result<()> {
@@ -141,19 +158,20 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     }
     let want = |op: &str| args.ops.is_empty() || args.ops.iter().any(|o| o == op);
     let mut rows = Vec::new();
-    let mut push = |op, level, median_ms, runs| {
+    let mut push = |op, level, (median_ms, precision_bits): (f64, Option<f64>), runs| {
         rows.push(Row {
             op,
             level,
             median_ms,
             runs,
+            precision_bits,
         });
     };
     if want("encode") {
         push(
             "encode",
             level,
-            time(runs, || Ok(enc.encode_real(&x, slots, level, scale)?))?,
+            untimed(time(runs, || Ok(enc.encode_real(&x, slots, level, scale)?)))?,
             runs,
         );
     }
@@ -162,7 +180,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         push(
             "encrypt",
             level,
-            time(runs, || Ok(encryptor.encrypt_pk(&pk, &pt)?))?,
+            {
+                let (ms, ct) = time(runs, || Ok(encryptor.encrypt_pk(&pk, &pt)?))?;
+                (ms, Some(precision_bits(&x, &dec.decrypt_real(&sk, &ct)?)))
+            },
             runs,
         );
     }
@@ -172,18 +193,23 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         push(
             "decrypt",
             level,
-            time(runs, || Ok(dec.decrypt_real(&sk, &a)?))?,
+            untimed(time(runs, || Ok(dec.decrypt_real(&sk, &a)?)))?,
             runs,
         );
     }
     if want("add") {
-        push("add", level, time(runs, || Ok(eval.add(&a, &b)?))?, runs);
+        push(
+            "add",
+            level,
+            untimed(time(runs, || Ok(eval.add(&a, &b)?)))?,
+            runs,
+        );
     }
     if want("mul_plain") {
         push(
             "mul_plain",
             level,
-            time(runs, || Ok(eval.mul_plain(&a, &pt)?))?,
+            untimed(time(runs, || Ok(eval.mul_plain(&a, &pt)?)))?,
             runs,
         );
     }
@@ -191,7 +217,12 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         push(
             "mul_relin",
             level,
-            time(runs, || Ok(eval.mul_relin(&a, &b, &rlk)?))?,
+            {
+                let (ms, ct) = time(runs, || Ok(eval.mul_relin(&a, &b, &rlk)?))?;
+                let got = dec.decrypt_real(&sk, &eval.rescale(&ct)?)?;
+                let want: Vec<f64> = x.iter().map(|v| v * v).collect();
+                (ms, Some(precision_bits(&want, &got)))
+            },
             runs,
         );
     }
@@ -200,7 +231,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         push(
             "rescale",
             level,
-            time(runs, || Ok(eval.rescale(&prod)?))?,
+            untimed(time(runs, || Ok(eval.rescale(&prod)?)))?,
             runs,
         );
     }
@@ -208,7 +239,14 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         push(
             "rotate",
             level,
-            time(runs, || Ok(eval.rotate(&a, 1, &gks)?))?,
+            {
+                let (ms, ct) = time(runs, || Ok(eval.rotate(&a, 1, &gks)?))?;
+                let want: Vec<f64> = (0..slots).map(|j| x[(j + 1) % slots]).collect();
+                (
+                    ms,
+                    Some(precision_bits(&want, &dec.decrypt_real(&sk, &ct)?)),
+                )
+            },
             runs,
         );
     }
@@ -216,10 +254,17 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         push(
             "rotate_hoisted_16",
             level,
-            time(hoisted_runs, || {
-                let h = eval.hoist(&a)?;
-                Ok(eval.rotate_hoisted(&h, &steps, &gks)?)
-            })?,
+            {
+                let (ms, cts) = time(hoisted_runs, || {
+                    let h = eval.hoist(&a)?;
+                    Ok(eval.rotate_hoisted(&h, &steps, &gks)?)
+                })?;
+                let want: Vec<f64> = (0..slots).map(|j| x[(j + 4) % slots]).collect();
+                (
+                    ms,
+                    Some(precision_bits(&want, &dec.decrypt_real(&sk, &cts[3])?)),
+                )
+            },
             hoisted_runs,
         );
     }
@@ -228,7 +273,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         push(
             "keygen_galois",
             level,
-            time(kg_runs, || Ok(kg.galois_key(&sk, 5, level)?))?,
+            untimed(time(kg_runs, || Ok(kg.galois_key(&sk, 5, level)?)))?,
             kg_runs,
         );
     }
@@ -238,7 +283,11 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         let results: Vec<_> = rows
             .iter()
             .map(|r| {
-                serde_json::json!({"op": r.op, "level": r.level, "median_ms": r.median_ms, "runs": r.runs})
+                let mut o = serde_json::json!({"op": r.op, "level": r.level, "median_ms": r.median_ms, "runs": r.runs});
+                if let Some(b) = r.precision_bits {
+                    o["precision_bits"] = serde_json::json!(b);
+                }
+                o
             })
             .collect();
         let out = serde_json::json!({
@@ -258,13 +307,16 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         println!("{out}");
     } else {
         println!(
-            "{:<20} {:>6} {:>12} {:>5}",
-            "op", "level", "median ms", "runs"
+            "{:<20} {:>6} {:>12} {:>5} {:>10}",
+            "op", "level", "median ms", "runs", "prec bits"
         );
         for r in &rows {
+            let prec = r
+                .precision_bits
+                .map_or(String::new(), |b| format!("{b:.1}"));
             println!(
-                "{:<20} {:>6} {:>12.2} {:>5}",
-                r.op, r.level, r.median_ms, r.runs
+                "{:<20} {:>6} {:>12.2} {:>5} {:>10}",
+                r.op, r.level, r.median_ms, r.runs, prec
             );
         }
     }
