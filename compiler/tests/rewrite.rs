@@ -2,7 +2,7 @@
 //! semantics preserved on random graphs (f64 interpreter, ≤ 1e-9), and the shape-only
 //! Llama-3-8B decode step rewritten within the time budget.
 
-use cachemir_compiler::rewrite::{RewriteOptions, graph_cost, rewrite};
+use cachemir_compiler::rewrite::{RewriteOptions, StopReason, graph_cost, rewrite};
 use cachemir_dsl::{LoadOptions, load_file};
 use cachemir_ir::{
     BinaryOp, DType, Graph, InputRole, Interpreter, Op, OutputRole, Precision, Secrecy,
@@ -239,6 +239,80 @@ fn bias_distributes_through_a_linear_map() {
     assert_eq!(
         rewritten_ops(&graph, &[("Add", 1), ("MatMul", 2)],),
         ops(&[("Add", 1), ("MatMul", 1)])
+    );
+}
+
+#[test]
+fn ops_that_change_nothing_are_dropped() {
+    let mut b = Builder::new();
+    let x = b.input("x", &[2, 4]);
+    let sigma = b.unary(UnaryOp::Sigmoid, x);
+    // σ(x) ∈ [0, 1]: its absolute value and a clip to [−1, 2] change nothing.
+    let abs = b.unary(UnaryOp::Abs, sigma);
+    let clipped = b.op(
+        Op::Clip {
+            min: Some(-1.0),
+            max: Some(2.0),
+        },
+        &[abs],
+    );
+    let cast = b.op(Op::Cast { to: DType::F64 }, &[clipped]);
+    let graph = b.finish(&[cast]);
+    assert_eq!(
+        rewritten_ops(
+            &graph,
+            &[("Abs", 1), ("Cast", 1), ("Clip", 1), ("Sigmoid", 1)]
+        ),
+        ops(&[("Sigmoid", 1)])
+    );
+}
+
+#[test]
+fn limits_stop_saturation_with_a_valid_result_and_a_report() {
+    let mut b = Builder::new();
+    let x = b.input("x", &[2, 4]);
+    let mut value = x;
+    for i in 0..6 {
+        let c = b.scalar(1.5 + i as f64);
+        value = b.binary(BinaryOp::Div, value, c);
+        let w = b.weight(&[4, 4], i);
+        value = b.op(Op::MatMul, &[value, w]);
+    }
+    let graph = b.finish(&[value]);
+    let inputs = inputs_for(&graph, 3);
+    let expected = run(&graph, &inputs);
+    for options in [
+        RewriteOptions {
+            iteration_limit: 1,
+            ..Default::default()
+        },
+        RewriteOptions {
+            node_limit: 40,
+            ..Default::default()
+        },
+    ] {
+        let (after, report) = rewrite(&graph, &options).unwrap();
+        after.verify().unwrap();
+        assert!(max_difference(&expected, &run(&after, &inputs)) <= 1e-9);
+        assert_ne!(report.stop_reason, StopReason::Saturated, "{report}");
+        let text = report.to_string();
+        assert!(
+            text.contains("cost before") && text.contains("cost after"),
+            "{text}"
+        );
+    }
+    let (_, report) = rewrite(&graph, &RewriteOptions::default()).unwrap();
+    eprintln!("{report}");
+    assert_eq!(report.stop_reason, StopReason::Saturated, "{report}");
+    assert!(
+        report.fired("strength-div-to-mul-reciprocal") >= 6,
+        "{report}"
+    );
+    // Six scales and six weights become one weight: one ct-pt product, depth 1.
+    assert_eq!(
+        (report.cost_after.depth, report.cost_after.ct_pt_mults),
+        (1, 1),
+        "{report}"
     );
 }
 

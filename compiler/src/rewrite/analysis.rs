@@ -6,10 +6,12 @@
 //! constant; a rewrite applies only when the result keeps the type, see
 //! [`super::rules::TypeChecked`]); the cost model reads the secrecy.
 
+use super::canonical::{ConstKey, leaf_key, op_key};
 use super::language::{Kind, TensorNode};
 use cachemir_ir::infer::infer;
 use cachemir_ir::{BinaryOp, Op, Secrecy, TensorType, UnaryOp};
 use egg::{Analysis, DidMerge, EGraph, Id};
+use std::collections::HashMap;
 
 /// The e-graph of a rewrite.
 pub type TensorGraph = EGraph<TensorNode, TensorAnalysis>;
@@ -26,10 +28,12 @@ pub struct LeafFacts {
     pub range: Option<(f64, f64)>,
 }
 
-/// The analysis state: the facts of the source graph's leaves, indexed by [`Kind::Leaf`].
+/// The analysis state: the facts of the source graph's leaves, indexed by [`Kind::Leaf`], and
+/// the e-class of every canonical constant seen (classes with equal keys are merged).
 #[derive(Debug, Clone, Default)]
 pub struct TensorAnalysis {
     pub leaves: Vec<LeafFacts>,
+    pub constants: HashMap<ConstKey, Id>,
 }
 
 /// The facts of one e-class.
@@ -44,6 +48,8 @@ pub struct Facts {
     pub scalar: Option<f64>,
     /// An interval holding every element, when known.
     pub range: Option<(f64, f64)>,
+    /// The canonical form of a weight-derived linear constant ([`super::canonical`]).
+    pub key: Option<ConstKey>,
 }
 
 impl Facts {
@@ -69,6 +75,10 @@ impl Analysis<TensorNode> for TensorAnalysis {
                     constant: leaf.constant,
                     scalar: leaf.scalar,
                     range: leaf.range.or(leaf.scalar.map(|v| (v, v))),
+                    key: leaf
+                        .constant
+                        .then(|| leaf_key(*i, &leaf.ty, leaf.scalar))
+                        .flatten(),
                 },
                 None => ill_typed(),
             },
@@ -80,6 +90,7 @@ impl Analysis<TensorNode> for TensorAnalysis {
                         constant: of.constant,
                         scalar: None,
                         range: None,
+                        key: None,
                     },
                     None => ill_typed(),
                 }
@@ -100,6 +111,7 @@ impl Analysis<TensorNode> for TensorAnalysis {
                     constant: false,
                     scalar: None,
                     range: of.range,
+                    key: None,
                 }
             }
             Kind::Op(op) => {
@@ -118,12 +130,30 @@ impl Analysis<TensorNode> for TensorAnalysis {
         // Two forms of one value: what either proves holds for both.
         to.constant |= from.constant;
         to.scalar = to.scalar.or(from.scalar);
+        if to.key.is_none() {
+            to.key = from.key.clone();
+        }
         to.range = match (to.range, from.range) {
             (Some((a, b)), Some((c, d))) if a.max(c) <= b.min(d) => Some((a.max(c), b.min(d))),
             (Some(r), _) | (None, Some(r)) => Some(r),
             (None, None) => None,
         };
         DidMerge(*to != before, *to != from)
+    }
+
+    /// Merges the class with the class of an equal canonical constant, if one was seen.
+    fn modify(egraph: &mut TensorGraph, id: Id) {
+        let Some(key) = egraph[id].data.key.clone() else {
+            return;
+        };
+        match egraph.analysis.constants.get(&key).copied() {
+            Some(other) => {
+                egraph.union(id, other);
+            }
+            None => {
+                egraph.analysis.constants.insert(key, id);
+            }
+        }
     }
 }
 
@@ -133,6 +163,7 @@ fn ill_typed() -> Facts {
         constant: false,
         scalar: None,
         range: None,
+        key: None,
     }
 }
 
@@ -151,11 +182,17 @@ fn make_op(op: &Op, operands: &[&Facts]) -> Facts {
     };
     let ranges: Vec<Option<(f64, f64)>> = operands.iter().map(|f| f.range).collect();
     let range = scalar.map(|v| (v, v)).or_else(|| range_of(op, &ranges));
+    let keys: Vec<Option<&ConstKey>> = operands.iter().map(|f| f.key.as_ref()).collect();
+    let key = match types.as_slice() {
+        [ty] if constant => op_key(op, &keys, ty, scalar),
+        _ => None,
+    };
     Facts {
         types,
         constant,
         scalar,
         range,
+        key,
     }
 }
 
@@ -244,6 +281,7 @@ mod tests {
             constant: true,
             scalar: Some(v),
             range: Some((v, v)),
+            key: None,
         }
     }
 
@@ -263,6 +301,7 @@ mod tests {
             constant: false,
             scalar: None,
             range: None,
+            key: None,
         };
         let b = Facts {
             types: vec![TensorType::new(DType::F64, vec![4, 3], Secrecy::Public)],

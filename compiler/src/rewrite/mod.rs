@@ -8,7 +8,8 @@
 //! weights on the way.
 //!
 //! Modules: [`language`] (the e-graph language over Tensor IR ops), [`analysis`] (type,
-//! secrecy, constant-ness, scalar value, range per e-class), [`rules`] and [`patterns`] (the
+//! secrecy, constant-ness, scalar value, range per e-class), [`canonical`] (one e-class per
+//! product of weights and scalars, however associated), [`rules`] and [`patterns`] (the
 //! rewrite rules), [`cost`] (the FHE cost model, also applied to whole IR graphs), [`convert`]
 //! (IR graph ⇄ e-graph), [`report`].
 //!
@@ -17,6 +18,7 @@
 //! folded `f32` constants).
 
 pub mod analysis;
+pub mod canonical;
 pub mod convert;
 pub mod cost;
 pub mod language;

@@ -63,7 +63,8 @@ pub fn as_reshape(egraph: &TensorGraph, class: Id) -> Vec<Term> {
 }
 
 /// Ops that change nothing are their operand: a cast to the operand's element type, a concat of
-/// one operand, an expand to the operand's shape.
+/// one operand, an expand to the operand's shape, `|x|` of a non-negative `x` and a clip whose
+/// bounds contain the operand's range (the analysis's interval).
 pub fn identity(egraph: &TensorGraph, class: Id) -> Vec<Term> {
     let Some(ty) = egraph[class].data.ty() else {
         return Vec::new();
@@ -72,9 +73,18 @@ pub fn identity(egraph: &TensorGraph, class: Id) -> Vec<Term> {
         .filter_map(|(op, children)| {
             let [child] = children else { return None };
             let child = egraph.find(*child);
-            let same = egraph[child].data.ty() == Some(ty)
-                && matches!(op, Op::Cast { .. } | Op::Concat { .. } | Op::Expand { .. });
-            (same && child != egraph.find(class)).then_some(Term::Class(child))
+            let facts = &egraph[child].data;
+            let range = facts.range;
+            let no_op = match op {
+                Op::Cast { .. } | Op::Concat { .. } | Op::Expand { .. } => true,
+                Op::Unary(UnaryOp::Abs) => range.is_some_and(|(lo, _)| lo >= 0.0),
+                Op::Clip { min, max } => range.is_some_and(|(lo, hi)| {
+                    min.is_none_or(|m| lo >= m) && max.is_none_or(|m| hi <= m)
+                }),
+                _ => false,
+            };
+            let same = no_op && facts.ty() == Some(ty) && child != egraph.find(class);
+            same.then_some(Term::Class(child))
         })
         .take(1)
         .collect()

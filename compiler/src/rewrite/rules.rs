@@ -3,16 +3,18 @@
 //! Families (each rule's name starts with its family):
 //! - **strength**: `x/y → x·(1/y)` (with `y` public, `1/y` is computed in the clear),
 //!   `pow(x, 2) → x·x`, `pow(x, 3) → x·x·x`, `pow(x, ½) → √x`, `pow(x, −1) → 1/x`, `pow(x, −½) → 1/√x`,
-//!   `1/√x → rsqrt(x)`, `√(1/x) → rsqrt(x)`, `x·1 → x`, `x+0 → x`, `x·(−1) → −x`;
+//!   `1/√x → rsqrt(x)`, `√(1/x) → rsqrt(x)`, `x·1 → x`, `x+0 → x`, `x·(−1) → −x`, ops that
+//!   change nothing dropped (casts to the same type, concats of one operand, expands to the same
+//!   shape, `|x|` of `x ≥ 0` and clips around `x`'s range, by the range analysis);
 //! - **algebra**: commutativity of `+` and `·`, gathering constant factors `(x·a)·b → x·(a·b)`,
-//!   public scalars moved out of a `MatMul` operand (`(x·c)·W → (x·W)·c`);
+//!   public scalars moved out of a product of two computed values (`(q·c)·kᵀ → (q·kᵀ)·c`, so
+//!   that attention is recognised whichever side its scale is on);
 //! - **fold**: a public scalar into a weight on either side of a `MatMul`, consecutive linear
 //!   maps into one (`(x·A)·B → x·(AB)`), a bias through a linear map (`(x+c)·W → xW + cW`),
 //!   and RoPE's rotate-half into the Q/K projection weights (`rotate_half(xW) = x·(W R)` with
 //!   `R` the signed half-swap per head, so no ciphertext rotation is needed);
 //! - **layout**: squeeze / unsqueeze / flatten / unit-axis transposes as reshapes, chains of
-//!   reshapes and of transposes composed, identities dropped (casts to the same type, concats of
-//!   one operand, expands to the same shape, identity reshapes and transposes);
+//!   reshapes and of transposes composed, identity reshapes and transposes dropped;
 //! - **recognise**: SiLU, GELU (erf and tanh forms), softmax (with or without the max shift),
 //!   RMSNorm, LayerNorm and softmax attention
 //!   (with grouped KV heads: the `repeat_kv` expansion is dropped, `Attention` broadcasts them)
@@ -280,6 +282,12 @@ fn scalar_constant(c: &'static str) -> Condition {
     Box::new(move |g, _, s| facts(g, s, c).is_some_and(|f| f.constant && f.scalar.is_some()))
 }
 
+/// `?c` is a one-element constant and neither `?a` nor `?b` is weight-derived.
+fn scalar_out_of_product(a: &'static str, b: &'static str, c: &'static str) -> Condition {
+    let scalar = scalar_constant(c);
+    Box::new(move |g, id, s| !is_constant(g, s, a) && !is_constant(g, s, b) && scalar(g, id, s))
+}
+
 fn always() -> Condition {
     Box::new(|_, _, _| true)
 }
@@ -324,13 +332,17 @@ pub fn rules() -> Vec<TensorRewrite> {
         rule("strength-mul-one", "(mul ?x ?c)", "?x", scalar_equals("?c", 1.0)),
         rule("strength-add-zero", "(add ?x ?c)", "?x", scalar_equals("?c", 0.0)),
         rule("strength-mul-minus-one", "(mul ?x ?c)", "(neg ?x)", scalar_equals("?c", -1.0)),
+        node_rule("strength-identity", super::patterns::identity),
         // algebra
         rule("algebra-commute-mul", "(mul ?a ?b)", "(mul ?b ?a)", always()),
         rule("algebra-commute-add", "(add ?a ?b)", "(add ?b ?a)", always()),
-        rule("algebra-scalar-out-of-matmul-left", "(matmul (mul ?a ?c) ?b)", "(mul (matmul ?a ?b) ?c)",
-             scalar_constant("?c")),
-        rule("algebra-scalar-out-of-matmul-right", "(matmul ?a (mul ?b ?c))", "(mul (matmul ?a ?b) ?c)",
-             scalar_constant("?c")),
+        // Only for products of two computed values (attention scores): moving a scalar out
+        // makes a new value (the product without it), and doing so along a chain of weights
+        // would make one per subset of the chain's scalars.
+        rule("algebra-scalar-out-of-product-left", "(matmul (mul ?a ?c) ?b)", "(mul (matmul ?a ?b) ?c)",
+             scalar_out_of_product("?a", "?b", "?c")),
+        rule("algebra-scalar-out-of-product-right", "(matmul ?a (mul ?b ?c))", "(mul (matmul ?a ?b) ?c)",
+             scalar_out_of_product("?a", "?b", "?c")),
         rule("algebra-gather-constants", "(mul (mul ?x ?a) ?b)", "(mul ?x (mul ?a ?b))",
              Box::new(|g, _, s| !is_constant(g, s, "?x") && is_constant(g, s, "?a")
                  && is_constant(g, s, "?b"))),
@@ -347,7 +359,6 @@ pub fn rules() -> Vec<TensorRewrite> {
                  && is_constant(g, s, "?w") && rank_is(g, s, "?w", 2))),
         node_rule("fold-rotate-half-into-weight", super::patterns::fold_rotate_half),
         // layout
-        node_rule("layout-identity", super::patterns::identity),
         node_rule("layout-as-reshape", super::patterns::as_reshape),
         node_rule("layout-reshape-chain", super::patterns::reshape_chain),
         node_rule("layout-transpose-chain", super::patterns::transpose_chain),
