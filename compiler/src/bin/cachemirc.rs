@@ -105,10 +105,18 @@ struct CompileArgs {
     /// first denominator's range, at two levels and one reciprocal each.
     #[arg(long, default_value_t = 3)]
     softmax_squarings: u32,
+    /// Fold an orthogonal rotation of the residual stream into the weights (RMSNorm models):
+    /// same outputs, outliers spread over all channels. The report gives each norm input's
+    /// max |activation| before and after (over the calibration samples).
+    #[arg(long, value_enum)]
+    rotate_residual: Option<RotateResidualArg>,
+    /// Seed of the rotation's random signs.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
     /// Widen each calibrated range by this fraction of its width on each side.
     #[arg(long, default_value_t = 0.1)]
     margin: f64,
-    /// Stop after this pass (recognize, decompose, calibrate, approximate).
+    /// Stop after this pass (recognize, rotate_residual, decompose, calibrate, approximate).
     #[arg(long)]
     stop_after: Option<String>,
     /// Print the IR after this pass to standard error (repeatable).
@@ -148,6 +156,12 @@ enum Emit {
     Ir,
     Json,
     Dsl,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum RotateResidualArg {
+    /// A randomised Hadamard rotation (the residual width must be a power of two).
+    Hadamard,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -243,6 +257,7 @@ fn compile(args: CompileArgs) -> Result<()> {
     use cachemir_compiler::passes::approximate::{Approximate, ApproximationOptions, table};
     use cachemir_compiler::passes::calibrate::{Calibrate, Calibration};
     use cachemir_compiler::passes::decompose::Decompose;
+    use cachemir_compiler::passes::rotate_residual::RotateResidual;
     use cachemir_compiler::passes::{Pipeline, Recognize, depth};
 
     let shapes = match &args.sample {
@@ -258,24 +273,38 @@ fn compile(args: CompileArgs) -> Result<()> {
     let decompose = Decompose {
         softmax_squarings: args.softmax_squarings,
     };
-    let mut pipeline = Pipeline::new().with(Recognize).with(decompose);
-    let needs_calibration = !matches!(args.stop_after.as_deref(), Some("recognize" | "decompose"));
-    let approximate_options = ApproximationOptions {
-        precision_bits: args.precision_bits,
-        margin: args.margin,
-        ..Default::default()
+    let calibration = match &args.calibration {
+        Some(path) => Some(Calibration::load(path).map_err(input_error)?),
+        None => None,
     };
+    let mut pipeline = Pipeline::new().with(Recognize);
+    if let Some(RotateResidualArg::Hadamard) = args.rotate_residual {
+        let samples = calibration
+            .as_ref()
+            .map(|c| c.samples.clone())
+            .unwrap_or_default();
+        pipeline = pipeline.with(RotateResidual::new(args.seed).with_samples(samples));
+    }
+    pipeline = pipeline.with(decompose);
+    let needs_calibration = !matches!(
+        args.stop_after.as_deref(),
+        Some("recognize" | "rotate_residual" | "decompose")
+    );
     let mut approximate = None;
     if needs_calibration {
-        let Some(path) = &args.calibration else {
+        let Some(calibration) = calibration else {
             return Err(input_error(anyhow::anyhow!(
                 "--calibration CALIB.json is needed for `calibrate` and `approximate` (or stop earlier with --stop-after decompose)"
             )));
         };
-        let calibration = Calibration::load(path).map_err(input_error)?;
         pipeline = pipeline.with(Calibrate { calibration });
+        let options = ApproximationOptions {
+            precision_bits: args.precision_bits,
+            margin: args.margin,
+            ..Default::default()
+        };
         approximate = Some(std::rc::Rc::new(std::cell::RefCell::new(Approximate {
-            options: approximate_options,
+            options,
             sites: Vec::new(),
         })));
         pipeline = pipeline.with(SharedPass(approximate.clone().expect("set")));
