@@ -58,6 +58,7 @@ impl Facts {
         self.types.first()
     }
 
+    /// Whether the (first) output is a ciphertext.
     pub fn is_encrypted(&self) -> bool {
         self.ty().is_some_and(|t| t.secrecy == Secrecy::Encrypted)
     }

@@ -24,6 +24,7 @@ pub struct IrOp {
 }
 
 impl IrOp {
+    /// Wraps `op` (never `Input`, `Constant` or `SyntheticWeight`).
     pub fn new(op: Op) -> Self {
         // Serialising an attribute-only op cannot fail; the fallback keeps distinct ops
         // distinct anyway.
@@ -34,6 +35,7 @@ impl IrOp {
         }
     }
 
+    /// The wrapped op.
     pub fn op(&self) -> &Op {
         &self.op
     }
@@ -89,6 +91,7 @@ pub struct TensorNode {
 }
 
 impl TensorNode {
+    /// Leaf `index` of the leaf table.
     pub fn leaf(index: u32) -> Self {
         Self {
             kind: Kind::Leaf(index),
@@ -96,6 +99,7 @@ impl TensorNode {
         }
     }
 
+    /// Output `index` of the multi-output op in class `of`.
     pub fn output(index: u32, of: Id) -> Self {
         Self {
             kind: Kind::Output(index),
@@ -103,6 +107,7 @@ impl TensorNode {
         }
     }
 
+    /// `op` applied to `children` (its operands, in order).
     pub fn op(op: Op, children: Vec<Id>) -> Self {
         Self {
             kind: Kind::Op(IrOp::new(op)),
@@ -110,6 +115,7 @@ impl TensorNode {
         }
     }
 
+    /// The value of class `of`, encrypted by the client.
     pub fn encrypt(of: Id) -> Self {
         Self {
             kind: Kind::Encrypt,
