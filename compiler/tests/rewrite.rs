@@ -617,6 +617,69 @@ fn softmax_attention_with_grouped_heads_is_recognised() {
 }
 
 #[test]
+fn polynomials_and_other_ops_pass_through() {
+    let mut b = Builder::new();
+    let x = b.input("x", &[2, 4]);
+    let p = b.op(
+        Op::Polynomial(cachemir_ir::op::Polynomial {
+            function: "Exp".into(),
+            domain: (-2.0, 2.0),
+            coefficients: vec![1.0, 0.5, 0.25],
+            max_error: 1e-3,
+        }),
+        &[x],
+    );
+    let c = b.scalar(4.0);
+    let q = b.binary(BinaryOp::Div, p, c);
+    let s = b.op(Op::Softmax { axis: 1 }, &[q]);
+    let graph = b.finish(&[s]);
+    assert_eq!(
+        rewritten_ops(&graph, &[("Div", 1), ("Polynomial", 1), ("Softmax", 1)]),
+        ops(&[("Mul", 1), ("Polynomial", 1), ("Softmax", 1)])
+    );
+}
+
+#[test]
+fn client_encryption_points_stay_encrypted() {
+    let mut b = Builder::new();
+    let table = b.weight(&[5, 4], 1);
+    let ids = b.graph.add_input(
+        "ids",
+        TensorType::new(DType::I64, vec![2], Secrecy::Public),
+        InputRole::Input,
+        src("ids"),
+    );
+    let embedded = b.op(Op::Gather { axis: 0 }, &[table, ids]);
+    let c = b.scalar(2.0);
+    let public_use = b.binary(BinaryOp::Mul, embedded, c);
+    let w = b.weight(&[4, 4], 2);
+    let projected = b.op(Op::MatMul, &[embedded, w]);
+    let mut graph = b.finish(&[projected, public_use]);
+    graph.encrypt_from("v2").unwrap();
+    let (after, _) = rewrite(&graph, &RewriteOptions::default()).unwrap();
+    after.verify().unwrap();
+    let secrecy = |g: &Graph, name: &str| {
+        let output = g.outputs().iter().find(|o| o.name == name).unwrap();
+        g.value_type(output.value).unwrap().secrecy
+    };
+    assert_eq!(secrecy(&after, "out0"), Secrecy::Encrypted);
+    let inputs = HashMap::from([(
+        "ids".to_string(),
+        Tensor::I64(ArrayD::from_shape_vec(IxDyn(&[2]), vec![3, 1]).unwrap()),
+    )]);
+    assert!(max_difference(&run(&graph, &inputs), &run(&after, &inputs)) <= 1e-12);
+    let encrypted_gathers = after
+        .node_indices()
+        .iter()
+        .filter(|&&n| {
+            let node = after.node(n);
+            matches!(node.op, Op::Gather { .. }) && node.outputs[0].secrecy == Secrecy::Encrypted
+        })
+        .count();
+    assert_eq!(encrypted_gathers, 1);
+}
+
+#[test]
 fn names_roles_and_types_of_the_interface_are_kept() {
     let mut b = Builder::new();
     let x = b.input("x", &[1, 4]);
