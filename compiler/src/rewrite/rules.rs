@@ -390,3 +390,65 @@ pub fn rules() -> Vec<TensorRewrite> {
               super::patterns::attention),
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    //! Goal tests in egg's style: the start term is proved equal to each goal.
+
+    use super::*;
+    use crate::rewrite::analysis::LeafFacts;
+    use cachemir_ir::{DType, Secrecy};
+    use egg::Runner;
+
+    /// Leaves: `%0` an encrypted `[2, 4]` value, `%1` the scalar 2, `%2` a `[4, 4]` weight,
+    /// `%3` the scalar ½, `%4` a `[4, 3]` weight.
+    fn runner() -> Runner<TensorNode, TensorAnalysis> {
+        let ty = |shape: &[usize], secrecy| TensorType::new(DType::F64, shape.to_vec(), secrecy);
+        let leaf = |ty: TensorType, constant: bool, scalar: Option<f64>| LeafFacts {
+            ty,
+            constant,
+            scalar,
+            range: scalar.map(|v| (v, v)),
+        };
+        let leaves = vec![
+            leaf(ty(&[2, 4], Secrecy::Encrypted), false, None),
+            leaf(ty(&[], Secrecy::Public), true, Some(2.0)),
+            leaf(ty(&[4, 4], Secrecy::Public), true, None),
+            leaf(ty(&[], Secrecy::Public), true, Some(0.5)),
+            leaf(ty(&[4, 3], Secrecy::Public), true, None),
+        ];
+        Runner::new(TensorAnalysis {
+            leaves,
+            ..Default::default()
+        })
+        .with_iter_limit(10)
+    }
+
+    egg::test_fn! { square_is_a_product, rules(), runner = runner(),
+    "(pow %0 %1)" => "(mul %0 %0)" }
+    egg::test_fn! { division_by_a_scalar_is_a_product, rules(), runner = runner(),
+    "(div %0 %1)" => "(mul %0 (recip %1))" }
+    egg::test_fn! { inverse_square_root, rules(), runner = runner(),
+    "(recip (sqrt %0))" => "(rsqrt %0)" }
+    egg::test_fn! { silu_from_its_formula, rules(), runner = runner(),
+    "(mul (sigmoid %0) %0)" => "(silu %0)" }
+    egg::test_fn! { scale_folds_into_the_weight, rules(), runner = runner(),
+    "(mul (matmul %0 %2) %3)" => "(matmul %0 (mul %2 %3))" }
+    egg::test_fn! { linear_maps_merge, rules(), runner = runner(),
+    "(matmul (matmul (mul %0 %3) %2) %4)" => "(matmul %0 (matmul (mul %2 %3) %4))",
+    "(matmul %0 (mul (matmul %2 %4) %3))" }
+
+    #[test]
+    #[should_panic(expected = "Could not prove goal 0")]
+    fn a_square_is_not_a_reciprocal() {
+        egg::test::test_runner(
+            "a_square_is_not_a_reciprocal",
+            Some(runner()),
+            &rules(),
+            "(pow %0 %1)".parse().unwrap(),
+            &["(recip %0)".parse().unwrap()],
+            None,
+            true,
+        );
+    }
+}
