@@ -19,6 +19,7 @@ use crate::ops::keyswitch::mod_down;
 use crate::plaintext::Plaintext;
 use crate::ring::poly::RnsPoly;
 use crate::sampling::{Csprng, expand_uniform, small_to_ntt, stream};
+use zeroize::Zeroizing;
 
 /// Encrypts plaintexts under a public or a secret key.
 #[derive(Debug)]
@@ -53,11 +54,11 @@ impl Encryptor {
         let n = ctx.n();
         let q_limbs = ctx.max_level() + 1;
         let tables = ctx.ext_tables(level);
-        let v = self.rng.ternary(n);
+        let v = Zeroizing::new(self.rng.ternary(n));
         let sigma = ctx.params().sigma;
-        let e0 = self.rng.gaussian(n, sigma);
-        let e1 = self.rng.gaussian(n, sigma);
-        let v = small_to_ntt(&v, &tables);
+        let e0 = Zeroizing::new(self.rng.gaussian(n, sigma));
+        let e1 = Zeroizing::new(self.rng.gaussian(n, sigma));
+        let v = Zeroizing::new(small_to_ntt(&v, &tables));
         let mut c0 = small_to_ntt(&e0, &tables);
         let mut c1 = small_to_ntt(&e1, &tables);
         c0.mul_acc(&v, &pk.b.restrict_ext(q_limbs, level), &tables);
@@ -86,9 +87,9 @@ impl Encryptor {
         let moduli = ctx.q_moduli(level);
         let seed = self.rng.seed();
         let a = expand_uniform(&seed, stream::ENCRYPTION, moduli, ctx.n());
-        let e = self.rng.gaussian(ctx.n(), ctx.params().sigma);
+        let e = Zeroizing::new(self.rng.gaussian(ctx.n(), ctx.params().sigma));
         let mut c0 = small_to_ntt(&e, &tables);
-        let mut as_ = a.clone();
+        let mut as_ = Zeroizing::new(a.clone());
         as_.mul_assign(&sk.q_part(level), &tables);
         c0.sub_assign(&as_, moduli);
         c0.add_assign(&pt.poly, moduli);

@@ -12,6 +12,7 @@ use crate::ring::automorphism::{
 };
 use crate::ring::poly::RnsPoly;
 use crate::sampling::{Csprng, expand_uniform, small_to_ntt, stream};
+use zeroize::Zeroizing;
 
 /// Generates keys for one context.
 #[derive(Debug)]
@@ -64,9 +65,9 @@ impl KeyGenerator {
         let moduli = self.ctx.ext_moduli(level);
         let tables = self.ctx.ext_tables(level);
         let a = expand_uniform(&seed, stream::PUBLIC_KEY, &moduli, self.ctx.n());
-        let e = self.rng.gaussian(self.ctx.n(), self.ctx.params().sigma);
+        let e = Zeroizing::new(self.rng.gaussian(self.ctx.n(), self.ctx.params().sigma));
         let mut b = small_to_ntt(&e, &tables);
-        let mut as_ = a.clone();
+        let mut as_ = Zeroizing::new(a.clone());
         as_.mul_assign(&sk.ext_part(&self.ctx, level), &tables);
         b.sub_assign(&as_, &moduli);
         Ok(PublicKey {
@@ -94,7 +95,7 @@ impl KeyGenerator {
         let log_n = self.ctx.params().log_n;
         let s = sk.ext_part(&self.ctx, level);
         let perm = ntt_permutation(log_n, inverse_element(log_n, g));
-        let mut s_out = RnsPoly::zero(self.ctx.n(), s.num_limbs());
+        let mut s_out = Zeroizing::new(RnsPoly::zero(self.ctx.n(), s.num_limbs()));
         s_out
             .par_limbs_mut()
             .zip(s.par_limbs())
@@ -155,8 +156,8 @@ impl KeyGenerator {
             })
             .collect();
         let seed = self.rng.seed();
-        let errors: Vec<Vec<i64>> = (0..digits)
-            .map(|_| self.rng.gaussian(n, ctx.params().sigma))
+        let errors: Vec<Zeroizing<Vec<i64>>> = (0..digits)
+            .map(|_| Zeroizing::new(self.rng.gaussian(n, ctx.params().sigma)))
             .collect();
         let digits = errors
             .into_par_iter()
@@ -164,7 +165,7 @@ impl KeyGenerator {
             .map(|(j, e)| {
                 let a = expand_uniform(&seed, stream::SWITCHING_KEY + j as u64, &moduli, n);
                 let mut b = small_to_ntt(&e, &tables);
-                let mut as_ = a.clone();
+                let mut as_ = Zeroizing::new(a.clone());
                 as_.mul_assign(s_out, &tables);
                 b.sub_assign(&as_, &moduli);
                 for i in (j * alpha)..((j + 1) * alpha).min(level + 1) {

@@ -8,7 +8,7 @@ mod keygen;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use zeroize::{Zeroize, ZeroizeOnDrop};
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::context::CkksContext;
 use crate::error::{CkksError, Result};
@@ -32,14 +32,14 @@ impl std::fmt::Debug for SecretKey {
 }
 
 impl SecretKey {
-    /// s restricted to q_0 … q_ℓ (NTT form).
-    pub(crate) fn q_part(&self, level: usize) -> RnsPoly {
-        self.ntt.prefix(level + 1)
+    /// s restricted to q_0 … q_ℓ (NTT form), zeroized on drop.
+    pub(crate) fn q_part(&self, level: usize) -> Zeroizing<RnsPoly> {
+        Zeroizing::new(self.ntt.prefix(level + 1))
     }
 
-    /// s over the extended basis Q_ℓ·P (NTT form).
-    pub(crate) fn ext_part(&self, ctx: &CkksContext, level: usize) -> RnsPoly {
-        self.ntt.restrict_ext(ctx.max_level() + 1, level)
+    /// s over the extended basis Q_ℓ·P (NTT form), zeroized on drop.
+    pub(crate) fn ext_part(&self, ctx: &CkksContext, level: usize) -> Zeroizing<RnsPoly> {
+        Zeroizing::new(self.ntt.restrict_ext(ctx.max_level() + 1, level))
     }
 
     /// The ternary coefficients (for tests of noise bounds).
