@@ -401,7 +401,7 @@ mod tests {
     use egg::Runner;
 
     /// Leaves: `%0` an encrypted `[2, 4]` value, `%1` the scalar 2, `%2` a `[4, 4]` weight,
-    /// `%3` the scalar ½, `%4` a `[4, 3]` weight.
+    /// `%3` the scalar ½, `%4` a `[4, 3]` weight, `%5` an encrypted `[4, 3]` value.
     fn runner() -> Runner<TensorNode, TensorAnalysis> {
         let ty = |shape: &[usize], secrecy| TensorType::new(DType::F64, shape.to_vec(), secrecy);
         let leaf = |ty: TensorType, constant: bool, scalar: Option<f64>| LeafFacts {
@@ -416,6 +416,7 @@ mod tests {
             leaf(ty(&[4, 4], Secrecy::Public), true, None),
             leaf(ty(&[], Secrecy::Public), true, Some(0.5)),
             leaf(ty(&[4, 3], Secrecy::Public), true, None),
+            leaf(ty(&[4, 3], Secrecy::Encrypted), false, None),
         ];
         Runner::new(TensorAnalysis {
             leaves,
@@ -437,6 +438,9 @@ mod tests {
     egg::test_fn! { linear_maps_merge, rules(), runner = runner(),
     "(matmul (matmul (mul %0 %3) %2) %4)" => "(matmul %0 (matmul (mul %2 %3) %4))",
     "(matmul %0 (mul (matmul %2 %4) %3))" }
+
+    egg::test_fn! { scalar_leaves_a_product_of_ciphertexts, rules(), runner = runner(),
+    "(matmul (mul %0 %3) %5)" => "(mul (matmul %0 %5) %3)" }
 
     #[test]
     #[should_panic(expected = "Could not prove goal 0")]
