@@ -1,7 +1,7 @@
 //! Cachemir compiler: passes from Tensor IR to scheduled CKKS plans (filled by later issues),
 //! and the reference-evaluation tools `cachemirc import` / `cachemirc eval` build on.
 
-pub mod reference;
 pub mod approx;
 pub mod passes;
+pub mod reference;
 pub mod rewrite;

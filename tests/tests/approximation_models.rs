@@ -6,7 +6,7 @@
 use cachemir_compiler::passes::approximate::{Approximate, table};
 use cachemir_compiler::passes::calibrate::{Calibrate, Calibration};
 use cachemir_compiler::passes::decompose::Decompose;
-use cachemir_compiler::passes::{Pipeline, Recognize, depth};
+use cachemir_compiler::passes::{Pipeline, Recognize, Rewrite, depth};
 use cachemir_compiler::reference::{Case, compare, models_dir, run_case};
 use cachemir_ir::npy::read_npy;
 use cachemir_ir::{Graph, Precision};
@@ -37,6 +37,7 @@ fn approximate(
     let mut approximate = Approximate::default();
     let mut pipeline = Pipeline::new()
         .with(Recognize)
+        .with(Rewrite::default())
         .with(Decompose::default())
         .with(Calibrate { calibration });
     pipeline.run(&mut graph, None, &[], &mut |_, _| {}).unwrap();

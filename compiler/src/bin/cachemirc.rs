@@ -116,7 +116,8 @@ struct CompileArgs {
     /// Widen each calibrated range by this fraction of its width on each side.
     #[arg(long, default_value_t = 0.1)]
     margin: f64,
-    /// Stop after this pass (recognize, rotate_residual, decompose, calibrate, approximate).
+    /// Stop after this pass (recognize, rotate_residual, rewrite, decompose, calibrate,
+    /// approximate).
     #[arg(long)]
     stop_after: Option<String>,
     /// Print the IR after this pass to standard error (repeatable).
@@ -258,7 +259,7 @@ fn compile(args: CompileArgs) -> Result<()> {
     use cachemir_compiler::passes::calibrate::{Calibrate, Calibration};
     use cachemir_compiler::passes::decompose::Decompose;
     use cachemir_compiler::passes::rotate_residual::RotateResidual;
-    use cachemir_compiler::passes::{Pipeline, Recognize, depth};
+    use cachemir_compiler::passes::{Pipeline, Recognize, Rewrite, depth};
 
     let shapes = match &args.sample {
         Some(case) => Case::load(case).map_err(input_error)?.input_shapes(),
@@ -285,10 +286,11 @@ fn compile(args: CompileArgs) -> Result<()> {
             .unwrap_or_default();
         pipeline = pipeline.with(RotateResidual::new(args.seed).with_samples(samples));
     }
-    pipeline = pipeline.with(decompose);
+    let rewrite = std::rc::Rc::new(std::cell::RefCell::new(Rewrite::default()));
+    pipeline = pipeline.with(SharedPass(rewrite.clone())).with(decompose);
     let needs_calibration = !matches!(
         args.stop_after.as_deref(),
-        Some("recognize" | "rotate_residual" | "decompose")
+        Some("recognize" | "rotate_residual" | "rewrite" | "decompose")
     );
     let mut approximate = None;
     if needs_calibration {
@@ -331,6 +333,9 @@ fn compile(args: CompileArgs) -> Result<()> {
                     r.nodes_after,
                     r.summary
                 ));
+            }
+            if let Some(r) = &rewrite.borrow().report {
+                report.push_str(&format!("\n{r}"));
             }
             if let Some(a) = &approximate {
                 report.push_str("\napproximations\n");

@@ -33,6 +33,8 @@ pub enum CompileError {
     },
     #[error("calibration: {0}")]
     Calibration(String),
+    #[error("rewrite: {0}")]
+    Rewrite(#[from] crate::rewrite::RewriteError),
     #[error("unknown pass `{0}` (passes: {1})")]
     UnknownPass(String, String),
 }
@@ -207,5 +209,32 @@ impl Pass for Recognize {
 
     fn run(&mut self, graph: &mut Graph) -> Result<String, CompileError> {
         Ok(cachemir_ir::recognize::recognize(graph).to_string())
+    }
+}
+
+/// `rewrite`: equality saturation with FHE-cost extraction (see [`crate::rewrite`]); the full
+/// report of the last run is kept in `report`.
+#[derive(Debug, Default)]
+pub struct Rewrite {
+    pub options: crate::rewrite::RewriteOptions,
+    pub report: Option<crate::rewrite::RewriteReport>,
+}
+
+impl Pass for Rewrite {
+    fn name(&self) -> &'static str {
+        "rewrite"
+    }
+
+    fn run(&mut self, graph: &mut Graph) -> Result<String, CompileError> {
+        let (rewritten, report) = crate::rewrite::rewrite(graph, &self.options)?;
+        *graph = rewritten;
+        let summary = report
+            .to_string()
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        self.report = Some(report);
+        Ok(summary)
     }
 }
