@@ -1,1 +1,88 @@
-//! End-to-end tests live in `tests/tests/`.
+//! Helpers shared by the end-to-end tests in `tests/`: the reference models' manifest, graph
+//! outputs in f64, and where each shared model's client encryption starts.
+
+use cachemir_ir::interp::Value;
+use cachemir_ir::{Graph, Interpreter, Precision, Tensor};
+use ndarray::ArrayD;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// A model of `../shared/models/manifest.json`.
+#[derive(Debug, Clone)]
+pub struct ModelEntry {
+    pub name: String,
+    pub onnx: PathBuf,
+    /// The `caseN.json` files.
+    pub cases: Vec<PathBuf>,
+}
+
+/// The models the manifest in `dir` lists.
+///
+/// # Panics
+/// When the manifest is unreadable (a test failure, by design).
+pub fn manifest(dir: &Path) -> Vec<ModelEntry> {
+    let text = std::fs::read_to_string(dir.join("manifest.json")).expect("manifest.json");
+    let json: serde_json::Value = serde_json::from_str(&text).expect("manifest JSON");
+    json["models"]
+        .as_array()
+        .expect("a models list")
+        .iter()
+        .map(|m| {
+            let folder = dir.join(m["dir"].as_str().expect("dir"));
+            ModelEntry {
+                name: m["name"].as_str().expect("name").to_string(),
+                onnx: dir.join(m["onnx"].as_str().expect("onnx")),
+                cases: m["cases"]
+                    .as_array()
+                    .expect("cases")
+                    .iter()
+                    .map(|c| folder.join(c.as_str().expect("case file")))
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+/// Every graph output in f64 as computed, before rounding to its declared f32 type, so that a
+/// comparison sees differences below f32 resolution too. `inputs` may hold more than the graph
+/// reads.
+///
+/// # Panics
+/// When the graph fails to run or an output is not a float (a test failure).
+pub fn f64_outputs(
+    graph: &Graph,
+    inputs: &HashMap<String, Tensor>,
+) -> HashMap<String, ArrayD<f64>> {
+    let wanted: HashMap<String, Tensor> = graph
+        .inputs()
+        .iter()
+        .map(|i| {
+            let name = graph.input_name(i).to_string();
+            let tensor = inputs[&name].clone();
+            (name, tensor)
+        })
+        .collect();
+    let values = Interpreter::new(graph, Precision::F64)
+        .run_values(&wanted, &[])
+        .expect("the graph runs");
+    graph
+        .outputs()
+        .iter()
+        .map(|o| match &values[&o.value] {
+            Value::Float(a) => (o.name.clone(), a.clone()),
+            other => panic!("output {} is not float: {other:?}", o.name),
+        })
+        .collect()
+}
+
+/// The value where a shared model's client encryption starts: its token embedding (the client
+/// looks tokens up in the clear and encrypts the result).
+pub fn embedding_output(model: &str) -> &'static str {
+    if model.starts_with("tiny_llama") {
+        "/model/model/embed_tokens/Gather_output_0"
+    } else if model.starts_with("tiny_gpt2") {
+        "/model/transformer/Add_output_0"
+    } else {
+        "/bert/embeddings/LayerNorm/LayerNormalization_output_0"
+    }
+}

@@ -11,6 +11,7 @@ use cachemir_compiler::reference::{Case, compare, models_dir, run_case};
 use cachemir_ir::npy::read_npy;
 use cachemir_ir::{Graph, Precision};
 use cachemir_onnx::{ImportOptions, import_file};
+use cachemir_tests::embedding_output;
 use std::path::Path;
 
 /// Imports `model`, encrypts from `encrypt_from` and runs the whole pipeline.
@@ -82,7 +83,7 @@ fn check_decoder(model: &str, encrypt_from: &str) -> Option<(Graph, Approximate)
 fn tiny_llama_keeps_its_tokens() {
     let Some((_, approximate)) = check_decoder(
         "tiny_llama_decode_step_p15_ts17",
-        "/model/model/embed_tokens/Gather_output_0",
+        embedding_output("tiny_llama_decode_step_p15_ts17"),
     ) else {
         return;
     };
@@ -109,7 +110,7 @@ fn tiny_llama_keeps_its_tokens() {
 fn tiny_gpt2_keeps_its_tokens() {
     check_decoder(
         "tiny_gpt2_decode_step_p15_ts17",
-        "/model/transformer/Add_output_0",
+        embedding_output("tiny_gpt2_decode_step_p15_ts17"),
     );
 }
 
@@ -118,13 +119,7 @@ fn minilm_sentence_embeddings_keep_their_direction() {
     let Some(dir) = models_dir() else { return };
     let model = "minilm_l6_dyn_ts17";
     // Eight calibration samples keep the debug-build test short; the CLI uses all 32.
-    let (_, graph, _) = approximate(
-        &dir,
-        model,
-        "/bert/embeddings/LayerNorm/LayerNormalization_output_0",
-        8,
-        "case0.json",
-    );
+    let (_, graph, _) = approximate(&dir, model, embedding_output(model), 8, "case0.json");
     let case = Case::load(&dir.join(model).join("case0.json")).unwrap();
     let outputs = run_case(&graph, &case, Precision::F64).unwrap();
     let (_, path) = case

@@ -6,13 +6,9 @@
 //! prints a notice and passes without checking anything.
 
 use cachemir_compiler::reference::{Case, models_dir};
-use cachemir_ir::interp::Value;
 use cachemir_ir::recognize::recognize;
-use cachemir_ir::{Graph, Interpreter, Precision};
 use cachemir_onnx::{ImportOptions, import_file};
-use ndarray::ArrayD;
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use cachemir_tests::{ModelEntry, f64_outputs, manifest};
 use std::time::Instant;
 
 /// Largest difference allowed between the imported and the rewritten graph's outputs.
@@ -48,61 +44,16 @@ fn expected(model: &str) -> &'static [(&'static str, usize)] {
     }
 }
 
-/// `(model name, onnx file, case files)` from the manifest.
-fn manifest(dir: &Path) -> Vec<(String, PathBuf, Vec<PathBuf>)> {
-    let text = std::fs::read_to_string(dir.join("manifest.json")).unwrap();
-    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
-    json["models"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| {
-            let folder = dir.join(m["dir"].as_str().unwrap());
-            let cases = m["cases"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|c| folder.join(c.as_str().unwrap()))
-                .collect();
-            (
-                m["name"].as_str().unwrap().to_string(),
-                dir.join(m["onnx"].as_str().unwrap()),
-                cases,
-            )
-        })
-        .collect()
-}
-
-/// Every graph output in f64 as computed, before rounding to its declared f32 type, so that the
-/// comparison sees differences below f32 resolution too.
-fn f64_outputs(graph: &Graph, case: &Case) -> HashMap<String, ArrayD<f64>> {
-    let inputs = graph
-        .inputs()
-        .iter()
-        .map(|i| {
-            let name = graph.input_name(i).to_string();
-            let tensor = case.inputs[&name].clone();
-            (name, tensor)
-        })
-        .collect();
-    let values = Interpreter::new(graph, Precision::F64)
-        .run_values(&inputs, &[])
-        .unwrap();
-    graph
-        .outputs()
-        .iter()
-        .map(|o| match &values[&o.value] {
-            Value::Float(a) => (o.name.clone(), a.clone()),
-            other => panic!("output {} is not float: {other:?}", o.name),
-        })
-        .collect()
-}
-
 #[test]
 fn every_model_forms_its_composites_and_computes_the_same() {
     let Some(dir) = models_dir() else { return };
     let mut checked = 0;
-    for (model, onnx, cases) in manifest(&dir) {
+    for ModelEntry {
+        name: model,
+        onnx,
+        cases,
+    } in manifest(&dir)
+    {
         for case_path in &cases {
             let label = format!(
                 "{model} {}",
@@ -133,8 +84,8 @@ fn every_model_forms_its_composites_and_computes_the_same() {
             let again = recognize(&mut graph);
             assert!(again.is_empty(), "{label}: second run {again}");
 
-            let before = f64_outputs(&imported, &case);
-            let after = f64_outputs(&graph, &case);
+            let before = f64_outputs(&imported, &case.inputs);
+            let after = f64_outputs(&graph, &case.inputs);
             let mut worst: f64 = 0.0;
             for (name, expected) in &before {
                 let actual = &after[name];

@@ -9,37 +9,8 @@ use cachemir_compiler::reference::{Case, Comparison, compare, models_dir, run_ca
 use cachemir_ir::npy::read_npy;
 use cachemir_ir::{Interpreter, Precision, Tensor};
 use cachemir_onnx::{ImportOptions, import_file};
+use cachemir_tests::{ModelEntry, manifest};
 use std::collections::HashMap;
-use std::path::PathBuf;
-
-struct ModelEntry {
-    name: String,
-    onnx: PathBuf,
-    cases: Vec<PathBuf>,
-}
-
-fn manifest(dir: &std::path::Path) -> Vec<ModelEntry> {
-    let text = std::fs::read_to_string(dir.join("manifest.json")).unwrap();
-    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
-    json["models"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| {
-            let folder = dir.join(m["dir"].as_str().unwrap());
-            ModelEntry {
-                name: m["name"].as_str().unwrap().to_string(),
-                onnx: dir.join(m["onnx"].as_str().unwrap()),
-                cases: m["cases"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|c| folder.join(c.as_str().unwrap()))
-                    .collect(),
-            }
-        })
-        .collect()
-}
 
 /// Index filter over the real (unpadded) tokens, from a `[batch, positions]` attention mask
 /// whose last `tokens` positions are the ones the output rows belong to.

@@ -8,52 +8,14 @@
 
 use cachemir_compiler::reference::{Case, models_dir};
 use cachemir_compiler::rewrite::{RewriteOptions, RewriteReport, rewrite};
-use cachemir_ir::interp::Value;
 use cachemir_ir::printer::print_graph;
-use cachemir_ir::{Graph, Interpreter, Precision, Secrecy};
+use cachemir_ir::{Graph, Secrecy};
 use cachemir_onnx::{ImportOptions, import_file};
-use ndarray::ArrayD;
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use cachemir_tests::{ModelEntry, embedding_output, f64_outputs, manifest};
+use std::path::Path;
 
 /// Largest difference allowed between the imported and the rewritten graph's outputs.
 const TOLERANCE: f64 = 1e-5;
-
-/// Where the client encrypts: the value after the public embedding lookup.
-fn encrypt_from(model: &str) -> &'static str {
-    if model.starts_with("tiny_llama") {
-        "/model/model/embed_tokens/Gather_output_0"
-    } else if model.starts_with("tiny_gpt2") {
-        "/model/transformer/Add_output_0"
-    } else {
-        "/bert/embeddings/LayerNorm/LayerNormalization_output_0"
-    }
-}
-
-/// `(model name, onnx file, case files)` from the manifest.
-fn manifest(dir: &Path) -> Vec<(String, PathBuf, Vec<PathBuf>)> {
-    let text = std::fs::read_to_string(dir.join("manifest.json")).unwrap();
-    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
-    json["models"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| {
-            let folder = dir.join(m["dir"].as_str().unwrap());
-            let cases = m["cases"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|c| folder.join(c.as_str().unwrap()))
-                .collect();
-            (
-                m["name"].as_str().unwrap().to_string(),
-                dir.join(m["onnx"].as_str().unwrap()),
-                cases,
-            )
-        })
-        .collect()
-}
 
 /// The model imported for the case's shapes, encrypted from the embedding on.
 fn import_encrypted(model: &str, onnx: &Path, case: &Case) -> Graph {
@@ -69,31 +31,8 @@ fn import_encrypted(model: &str, onnx: &Path, case: &Case) -> Graph {
             Secrecy::Public
         }
     });
-    graph.encrypt_from(encrypt_from(model)).unwrap();
+    graph.encrypt_from(embedding_output(model)).unwrap();
     graph
-}
-
-/// Every graph output in f64 as computed, before rounding to its declared f32 type.
-fn f64_outputs(graph: &Graph, case: &Case) -> HashMap<String, ArrayD<f64>> {
-    let inputs = graph
-        .inputs()
-        .iter()
-        .map(|i| {
-            let name = graph.input_name(i).to_string();
-            (name.clone(), case.inputs[&name].clone())
-        })
-        .collect();
-    let values = Interpreter::new(graph, Precision::F64)
-        .run_values(&inputs, &[])
-        .unwrap();
-    graph
-        .outputs()
-        .iter()
-        .map(|o| match &values[&o.value] {
-            Value::Float(a) => (o.name.clone(), a.clone()),
-            other => panic!("output {} is not float: {other:?}", o.name),
-        })
-        .collect()
 }
 
 /// Rewrites `graph` and checks the result against it on `case`; returns the rewritten graph.
@@ -108,8 +47,8 @@ fn check(label: &str, graph: &Graph, case: &Case) -> (Graph, RewriteReport) {
         (inputs, outputs)
     };
     assert_eq!(names(&after), names(graph), "{label}");
-    let before = f64_outputs(graph, case);
-    let rewritten = f64_outputs(&after, case);
+    let before = f64_outputs(graph, &case.inputs);
+    let rewritten = f64_outputs(&after, &case.inputs);
     for (name, expected) in &before {
         let actual = &rewritten[name];
         assert_eq!(actual.shape(), expected.shape(), "{label} {name}");
@@ -128,7 +67,12 @@ fn check(label: &str, graph: &Graph, case: &Case) -> (Graph, RewriteReport) {
 fn every_model_rewrites_to_the_same_values_at_no_more_cost() {
     let Some(dir) = models_dir() else { return };
     let mut checked = 0;
-    for (model, onnx, cases) in manifest(&dir) {
+    for ModelEntry {
+        name: model,
+        onnx,
+        cases,
+    } in manifest(&dir)
+    {
         for case_path in &cases {
             let label = format!(
                 "{model} {}",

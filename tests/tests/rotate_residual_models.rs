@@ -16,11 +16,10 @@ use cachemir_compiler::passes::calibrate::Calibration;
 use cachemir_compiler::passes::rotate_residual::RotateResidual;
 use cachemir_compiler::passes::{CompileError, Pass};
 use cachemir_compiler::reference::{Case, models_dir};
-use cachemir_ir::interp::Value;
+use cachemir_ir::Graph;
 use cachemir_ir::recognize::recognize;
-use cachemir_ir::{Graph, Interpreter, Precision, Tensor};
 use cachemir_onnx::{ImportOptions, import_file};
-use ndarray::ArrayD;
+use cachemir_tests::f64_outputs;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -42,21 +41,6 @@ fn recognized(dir: &Path, model: &str) -> (Graph, Vec<Case>) {
         .graph;
     recognize(&mut graph);
     (graph, cases)
-}
-
-/// Every graph output in f64 as computed (before rounding to its declared f32 type).
-fn f64_outputs(graph: &Graph, inputs: &HashMap<String, Tensor>) -> HashMap<String, ArrayD<f64>> {
-    let values = Interpreter::new(graph, Precision::F64)
-        .run_values(inputs, &[])
-        .unwrap();
-    graph
-        .outputs()
-        .iter()
-        .map(|o| match &values[&o.value] {
-            Value::Float(a) => (o.name.clone(), a.clone()),
-            other => panic!("output {} is not float: {other:?}", o.name),
-        })
-        .collect()
 }
 
 #[test]
