@@ -164,15 +164,7 @@ impl Graph {
         source: SourceLocation,
     ) -> ValueRef {
         let ty = TensorType::new(tensor.dtype(), tensor.shape().to_vec(), Secrecy::Public);
-        let node = self.dag.add_node(Node {
-            op: Op::Constant(tensor),
-            source,
-            output_names: vec![name.into()],
-            outputs: vec![ty],
-            hints: Hints::default(),
-            calibrated_range: None,
-        });
-        ValueRef { node, output: 0 }
+        self.add_leaf(Op::Constant(tensor), ty, name.into(), source)
     }
 
     /// Adds a shape-only weight (see [`Op::SyntheticWeight`]); nothing is allocated.
@@ -185,10 +177,26 @@ impl Graph {
         source: SourceLocation,
     ) -> ValueRef {
         let ty = TensorType::new(dtype, shape.clone(), Secrecy::Public);
-        let node = self.dag.add_node(Node {
-            op: Op::SyntheticWeight { dtype, shape, seed },
+        self.add_leaf(
+            Op::SyntheticWeight { dtype, shape, seed },
+            ty,
+            name.into(),
             source,
-            output_names: vec![name.into()],
+        )
+    }
+
+    /// Adds a node without operands (a constant or a synthetic weight).
+    fn add_leaf(
+        &mut self,
+        op: Op,
+        ty: TensorType,
+        name: String,
+        source: SourceLocation,
+    ) -> ValueRef {
+        let node = self.dag.add_node(Node {
+            op,
+            source,
+            output_names: vec![name],
             outputs: vec![ty],
             hints: Hints::default(),
             calibrated_range: None,

@@ -333,61 +333,38 @@ fn newton_steps(
                 source,
             )
         };
-        y = match plan.inverse {
-            Inverse::Reciprocal => {
-                let xy = mul(graph, x, y, "xy")?;
-                let two = scalar(graph, 2.0, dtype, named("two"), source);
-                let correction = emit(
-                    graph,
-                    NAME,
-                    Op::Binary(BinaryOp::Sub),
-                    &[two, xy],
-                    named("correction"),
-                    source,
-                )?;
-                let last = if step == plan.iterations {
-                    base.clone()
-                } else {
-                    named("y")
-                };
-                emit(
-                    graph,
-                    NAME,
-                    Op::Binary(BinaryOp::Mul),
-                    &[y, correction],
-                    last,
-                    source,
-                )?
-            }
+        // Reciprocal: y ← y·(2 − x·y); inverse square root: y ← (y/2)·(3 − x·y·y).
+        let xy = mul(graph, x, y, "xy")?;
+        let (constant, subtrahend, factor) = match plan.inverse {
+            Inverse::Reciprocal => (2.0, xy, y),
             Inverse::InverseSqrt => {
-                let xy = mul(graph, x, y, "xy")?;
                 let xyy = mul(graph, xy, y, "xyy")?;
-                let three = scalar(graph, 3.0, dtype, named("three"), source);
-                let correction = emit(
-                    graph,
-                    NAME,
-                    Op::Binary(BinaryOp::Sub),
-                    &[three, xyy],
-                    named("correction"),
-                    source,
-                )?;
                 let half = scalar(graph, 0.5, dtype, named("half"), source);
-                let half_y = mul(graph, y, half, "half_y")?;
-                let last = if step == plan.iterations {
-                    base.clone()
-                } else {
-                    named("y")
-                };
-                emit(
-                    graph,
-                    NAME,
-                    Op::Binary(BinaryOp::Mul),
-                    &[half_y, correction],
-                    last,
-                    source,
-                )?
+                (3.0, xyy, mul(graph, y, half, "half_y")?)
             }
         };
+        let constant = scalar(graph, constant, dtype, named("constant"), source);
+        let correction = emit(
+            graph,
+            NAME,
+            Op::Binary(BinaryOp::Sub),
+            &[constant, subtrahend],
+            named("correction"),
+            source,
+        )?;
+        let last = if step == plan.iterations {
+            base.clone()
+        } else {
+            named("y")
+        };
+        y = emit(
+            graph,
+            NAME,
+            Op::Binary(BinaryOp::Mul),
+            &[factor, correction],
+            last,
+            source,
+        )?;
     }
     Ok(y)
 }
