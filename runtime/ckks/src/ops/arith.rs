@@ -4,7 +4,7 @@
 use rayon::prelude::*;
 
 use super::Evaluator;
-use super::keyswitch::key_switch;
+use super::keyswitch::key_switch_add;
 use crate::ciphertext::Ciphertext;
 use crate::error::{CkksError, Result};
 use crate::keys::RelinKey;
@@ -261,12 +261,13 @@ impl Evaluator {
         self.ctx.check_id(ct.params_id)?;
         ct.expect_degree(2)?;
         rlk.0.check(&self.ctx, ct.level)?;
-        let (u0, u1) = key_switch(&self.ctx, &ct.parts[2], ct.level, &rlk.0);
-        let moduli = self.ctx.q_moduli(ct.level);
-        let mut c0 = ct.parts[0].clone();
-        let mut c1 = ct.parts[1].clone();
-        c0.add_assign(&u0, moduli);
-        c1.add_assign(&u1, moduli);
+        let (c0, c1) = key_switch_add(
+            &self.ctx,
+            &ct.parts[2],
+            ct.level,
+            &rlk.0,
+            Some((&ct.parts[0], &ct.parts[1])),
+        );
         Ok(Ciphertext {
             parts: vec![c0, c1],
             ..ct.clone_meta()

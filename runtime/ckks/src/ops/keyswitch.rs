@@ -13,6 +13,7 @@ use rayon::prelude::*;
 use crate::context::CkksContext;
 use crate::keys::SwitchingKey;
 use crate::ring::basis_ifma;
+use crate::ring::modulus::Modulus;
 use std::mem::MaybeUninit;
 
 use crate::ring::poly::{RnsPoly, assume_init, write_copy};
@@ -176,17 +177,49 @@ pub(crate) fn mod_down(
 }
 
 /// Full key switch of `c` (NTT, level ℓ): returns (u_0, u_1) with u_0 + u_1·s_out ≈ c·s_in.
+#[cfg(test)]
 pub(crate) fn key_switch(
     ctx: &CkksContext,
     c: &RnsPoly,
     level: usize,
     key: &SwitchingKey,
 ) -> (RnsPoly, RnsPoly) {
+    key_switch_add(ctx, c, level, key, None)
+}
+
+/// A ModDown finishing hook adding limb i of `p` (if any).
+fn add_hook<'a>(
+    moduli: &'a [Modulus],
+    p: Option<&'a RnsPoly>,
+) -> impl Fn(usize, &mut [u64]) + Sync + 'a {
+    move |i, limb| {
+        if let Some(p) = p {
+            let m = &moduli[i];
+            for (x, &y) in limb.iter_mut().zip(p.limb(i)) {
+                *x = m.add(*x, y);
+            }
+        }
+    }
+}
+
+/// Key switch of `c` plus `(add_0, add_1)` (NTT, level ℓ), the additions fused into ModDown.
+pub(crate) fn key_switch_add(
+    ctx: &CkksContext,
+    c: &RnsPoly,
+    level: usize,
+    key: &SwitchingKey,
+    add: Option<(&RnsPoly, &RnsPoly)>,
+) -> (RnsPoly, RnsPoly) {
     let dec = decompose(ctx, c, level);
     let (a0, a1) = inner_product(ctx, &dec, key);
+    let moduli = ctx.q_moduli(level);
+    let (f0, f1) = (
+        add_hook(moduli, add.map(|a| a.0)),
+        add_hook(moduli, add.map(|a| a.1)),
+    );
     rayon::join(
-        || mod_down(ctx, &a0, level, &|_, _| {}),
-        || mod_down(ctx, &a1, level, &|_, _| {}),
+        || mod_down(ctx, &a0, level, &f0),
+        || mod_down(ctx, &a1, level, &f1),
     )
 }
 
