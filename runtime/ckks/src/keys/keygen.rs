@@ -5,7 +5,7 @@ use rayon::prelude::*;
 
 use super::{GaloisKey, GaloisKeys, PublicKey, RelinKey, SecretKey, SwitchingKey};
 use crate::context::CkksContext;
-use crate::error::Result;
+use crate::error::{CkksError, Result};
 use crate::params::SecretDistribution;
 use crate::ring::automorphism::{
     conjugation_element, inverse_element, ntt_permutation, permute_ntt, rotation_element,
@@ -88,10 +88,17 @@ impl KeyGenerator {
         Ok(RelinKey(self.switching_key(&s2, &s, level)))
     }
 
-    /// The Galois key for element g (odd, < 2N) up to `level`.
+    /// The Galois key for element g (odd, < 2N) up to `level`. Errors: bad g, level, or secret
+    /// key of another parameter set.
     pub fn galois_key(&mut self, sk: &SecretKey, g: u64, level: usize) -> Result<GaloisKey> {
         self.ctx.check_id(sk.params_id)?;
         self.ctx.check_level(level)?;
+        if g.is_multiple_of(2) || g >= 2 * self.ctx.n() as u64 {
+            return Err(CkksError::InvalidInput(format!(
+                "Galois element {g} must be odd and below 2N = {}",
+                2 * self.ctx.n()
+            )));
+        }
         let log_n = self.ctx.params().log_n;
         let s = sk.ext_part(&self.ctx, level);
         let perm = ntt_permutation(log_n, inverse_element(log_n, g));

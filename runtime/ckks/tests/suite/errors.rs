@@ -55,6 +55,14 @@ fn typed_errors_on_wrong_inputs() {
     ));
     let h = f.eval.hoist(&a).unwrap();
     assert!(f.eval.rotate_hoisted(&h, &[1, 5], &gks).is_err());
+    assert!(matches!(
+        kg.galois_key(&f.sk, 4, 2),
+        Err(CkksError::InvalidInput(_))
+    ));
+    assert!(matches!(
+        kg.galois_key(&f.sk, 1 << 20, 2),
+        Err(CkksError::InvalidInput(_))
+    ));
     let rlk_low = kg.relin_key(&f.sk, 1).unwrap();
     assert!(matches!(
         f.eval.mul_relin(&a, &a, &rlk_low),
