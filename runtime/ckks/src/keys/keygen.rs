@@ -140,6 +140,23 @@ impl KeyGenerator {
         Ok(keys)
     }
 
+    /// A key switching ciphertexts from secret `from` to secret `to` (same parameters), up to
+    /// `level`; e.g. for sparse-secret encapsulation in bootstrapping (Bossuat et al., ePrint
+    /// 2022/024). Use with [`crate::Evaluator::switch_key`].
+    pub fn switching_key_between(
+        &mut self,
+        from: &SecretKey,
+        to: &SecretKey,
+        level: usize,
+    ) -> Result<SwitchingKey> {
+        self.ctx.check_id(from.params_id)?;
+        self.ctx.check_id(to.params_id)?;
+        self.ctx.check_level(level)?;
+        let s_in = from.ext_part(&self.ctx, level);
+        let s_out = to.ext_part(&self.ctx, level);
+        Ok(self.switching_key(&s_in, &s_out, level))
+    }
+
     /// Switching key s_in → s_out (both NTT over Q_ℓk·P) up to level ℓk.
     pub(crate) fn switching_key(
         &mut self,

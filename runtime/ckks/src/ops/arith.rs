@@ -7,7 +7,7 @@ use super::Evaluator;
 use super::keyswitch::key_switch_add;
 use crate::ciphertext::Ciphertext;
 use crate::error::{CkksError, Result};
-use crate::keys::RelinKey;
+use crate::keys::{RelinKey, SwitchingKey};
 use crate::plaintext::Plaintext;
 use crate::ring::basis_ifma;
 use std::mem::MaybeUninit;
@@ -272,6 +272,50 @@ impl Evaluator {
             parts: vec![c0, c1],
             ..ct.clone_meta()
         })
+    }
+
+    /// Switches a degree-1 ciphertext from the key's input secret to its output secret
+    /// (see [`crate::KeyGenerator::switching_key_between`]).
+    pub fn switch_key(&self, ct: &Ciphertext, key: &SwitchingKey) -> Result<Ciphertext> {
+        self.ctx.check_id(ct.params_id)?;
+        ct.expect_degree(1)?;
+        key.check(&self.ctx, ct.level)?;
+        let zero = RnsPoly::zero(self.ctx.n(), ct.level + 1);
+        let (c0, c1) = key_switch_add(
+            &self.ctx,
+            &ct.parts[1],
+            ct.level,
+            key,
+            Some((&ct.parts[0], &zero)),
+        );
+        Ok(Ciphertext {
+            parts: vec![c0, c1],
+            ..ct.clone_meta()
+        })
+    }
+
+    /// ct · X^k (negacyclic: X^N = −1) for 0 ≤ k < 2N; scale and level unchanged. With full
+    /// slots, X^{N/2} multiplies every slot by i.
+    pub fn mul_monomial(&self, ct: &Ciphertext, k: usize) -> Result<Ciphertext> {
+        self.ctx.check_id(ct.params_id)?;
+        let n = self.ctx.n();
+        if k >= 2 * n {
+            return Err(CkksError::InvalidInput(format!("monomial degree {k} ≥ 2N")));
+        }
+        let tables = self.ctx.q_tables(ct.level);
+        let mut mono = RnsPoly::zero(n, ct.level + 1);
+        mono.par_limbs_mut()
+            .zip(tables.par_iter())
+            .for_each(|(l, t)| {
+                let q = t.modulus().value();
+                l[k % n] = if k < n { 1 } else { q - 1 };
+                t.forward(l);
+            });
+        let mut out = ct.clone();
+        for p in out.parts.iter_mut() {
+            p.mul_assign(&mono, &tables);
+        }
+        Ok(out)
     }
 
     /// ct-ct multiplication followed by relinearization (no rescale).

@@ -169,3 +169,32 @@ fn sparse_ternary_secret() {
     let bits = precision_bits(&want, &dec.decrypt_real(&sk, &r).unwrap());
     assert!(bits >= 25.0, "sparse secret: {bits:.1}");
 }
+
+#[test]
+fn key_switch_between_secrets_and_monomials() {
+    let mut f = fixture(ParamSet::ToyN12, 80);
+    let mut kg = KeyGenerator::with_rng(&f.ctx, Csprng::from_seed([81; 32]));
+    let sk2 = kg.secret_key();
+    let swk = kg.switching_key_between(&f.sk, &sk2, 4).unwrap();
+    let n = f.slots();
+    let x = values(n, 82);
+    let ct = f.encrypt(&x, 4);
+    let switched = f.eval.switch_key(&ct, &swk).unwrap();
+    let bits = precision_bits(&x, &f.dec.decrypt_real(&sk2, &switched).unwrap());
+    assert!(bits >= 26.0, "switched: {bits:.1}");
+    assert!(
+        f.dec
+            .decrypt_real(&f.sk, &switched)
+            .map(|v| precision_bits(&x, &v) < 5.0)
+            .unwrap()
+    );
+    // X^{N/2} multiplies every slot by i.
+    let c = complex_values(n, 83);
+    let pt = f.enc.encode_complex(&c, n, 4, f.scale()).unwrap();
+    let ct = f.encryptor.encrypt_sk(&f.sk, &pt).unwrap();
+    let m = f.eval.mul_monomial(&ct, f.ctx.n() / 2).unwrap();
+    let want: Vec<Complex64> = c.iter().map(|z| z * Complex64::new(0.0, 1.0)).collect();
+    let bits = precision_bits_complex(&want, &f.dec.decrypt_complex(&f.sk, &m).unwrap());
+    assert!(bits >= 29.0, "X^(N/2): {bits:.1}");
+    assert!(f.eval.mul_monomial(&ct, 2 * f.ctx.n()).is_err());
+}
