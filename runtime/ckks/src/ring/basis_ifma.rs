@@ -35,17 +35,24 @@ impl Reducer {
     }
 }
 
-/// Whether the running CPU has AVX-512 IFMA.
+/// Whether the running CPU has AVX-512 IFMA (and `CACHEMIR_NO_IFMA` is not set, which forces the
+/// portable paths, e.g. to test them).
 pub(crate) fn available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512ifma")
-            && std::arch::is_x86_feature_detected!("avx512f")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AVAILABLE.get_or_init(|| {
+        if std::env::var_os("CACHEMIR_NO_IFMA").is_some() {
+            return false;
+        }
+        #[cfg(target_arch = "x86_64")]
+        {
+            std::arch::is_x86_feature_detected!("avx512ifma")
+                && std::arch::is_x86_feature_detected!("avx512f")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    })
 }
 
 /// Broadcast constants of [`Reducer`].
