@@ -41,16 +41,15 @@ impl Encoder {
         Encoder { ctx: ctx.clone() }
     }
 
-    /// Encodes up to `slots` complex values (zero-padded) at `level` and scale `scale`
-    /// (e.g. 2^40). Errors: bad slot count, values longer than `slots` or non-finite, level out
-    /// of range, or coefficients that do not fit Q_ℓ/2 ([`CkksError::Overflow`]).
-    pub fn encode_complex(
+    /// Scaled, rounded integer coefficients (as f64, length N) of the encoding of `values`, with
+    /// the checks documented on [`Encoder::encode_complex`].
+    fn coefficients(
         &self,
         values: &[Complex64],
         slots: usize,
         level: usize,
         scale: f64,
-    ) -> Result<Plaintext> {
+    ) -> Result<Vec<f64>> {
         check_slots(&self.ctx, slots)?;
         self.ctx.check_level(level)?;
         if values.len() > slots {
@@ -97,17 +96,21 @@ impl Encoder {
                 scale.log2()
             )));
         }
-        let tables = self.ctx.q_tables(level);
-        let mut poly = RnsPoly::zero(n, level + 1);
-        poly.par_limbs_mut()
-            .zip(tables.par_iter())
-            .for_each(|(limb, tab)| {
-                let m = tab.modulus();
-                for (x, &c) in limb.iter_mut().zip(&coeffs) {
-                    *x = reduce_f64(m, c);
-                }
-                tab.forward(limb);
-            });
+        Ok(coeffs)
+    }
+
+    /// Encodes up to `slots` complex values (zero-padded) at `level` and scale `scale`
+    /// (e.g. 2^40). Errors: bad slot count, values longer than `slots` or non-finite, level out
+    /// of range, or coefficients that do not fit Q_ℓ/2 ([`CkksError::Overflow`]).
+    pub fn encode_complex(
+        &self,
+        values: &[Complex64],
+        slots: usize,
+        level: usize,
+        scale: f64,
+    ) -> Result<Plaintext> {
+        let coeffs = self.coefficients(values, slots, level, scale)?;
+        let poly = coeffs_to_ntt(&coeffs, &self.ctx.q_tables(level));
         Ok(Plaintext {
             poly,
             level,
@@ -115,6 +118,19 @@ impl Encoder {
             slots,
             params_id: self.ctx.id(),
         })
+    }
+
+    /// Encodes over the extended basis Q_ℓ·P (NTT form), for products with ciphertexts kept in
+    /// Q_ℓ·P by double hoisting.
+    pub(crate) fn encode_ext(
+        &self,
+        values: &[Complex64],
+        slots: usize,
+        level: usize,
+        scale: f64,
+    ) -> Result<RnsPoly> {
+        let coeffs = self.coefficients(values, slots, level, scale)?;
+        Ok(coeffs_to_ntt(&coeffs, &self.ctx.ext_tables(level)))
     }
 
     /// Encodes real values (imaginary parts zero).
@@ -164,6 +180,21 @@ impl Encoder {
         let perm = t.slot_permutation(slots);
         perm.iter().map(|&p| w[p]).collect()
     }
+}
+
+/// Integer-valued f64 coefficients → RNS polynomial in NTT form over `tables`.
+fn coeffs_to_ntt(coeffs: &[f64], tables: &[&crate::ring::ntt::NttTable]) -> RnsPoly {
+    let mut poly = RnsPoly::zero(coeffs.len(), tables.len());
+    poly.par_limbs_mut()
+        .zip(tables.par_iter())
+        .for_each(|(limb, tab)| {
+            let m = tab.modulus();
+            for (x, &c) in limb.iter_mut().zip(coeffs) {
+                *x = reduce_f64(m, c);
+            }
+            tab.forward(limb);
+        });
+    poly
 }
 
 /// Reduces a rounded f64 (any magnitude below 2^1023) modulo q exactly.

@@ -4,18 +4,23 @@
 //!
 //! y = Σ_g rot_{g·n1}( Σ_b rot_{−g·n1}(d_k) ⊙ rot_b(x) ),
 //!
-//! where the n1 baby-step rotations of x share one hoisted decomposition and each giant step costs
-//! one rotation. Diagonal k holds d_k\[j\] = M\[j\]\[(j + k) mod n\].
+//! where the n1 baby-step rotations of x share one hoisted decomposition and stay in Q_ℓ·P
+//! (double hoisting, Bossuat et al., EUROCRYPT 2021, §5.2): the plaintext products and the inner
+//! sums are computed there, so each giant step costs one ModDown pair and one rotation. Diagonal k holds d_k\[j\] = M\[j\]\[(j + k) mod n\].
 
 use std::collections::BTreeMap;
 
 use num_complex::Complex64;
+use rayon::prelude::*;
 
 use super::Evaluator;
+use super::keyswitch::mod_down;
 use crate::ciphertext::Ciphertext;
 use crate::encoding::Encoder;
 use crate::error::{CkksError, Result};
 use crate::keys::GaloisKeys;
+use crate::ring::automorphism::rotation_element;
+use crate::ring::poly::RnsPoly;
 
 /// A slot-space linear map given by its nonzero diagonals.
 #[derive(Debug, Clone)]
@@ -89,7 +94,7 @@ impl LinearTransform {
 }
 
 impl Evaluator {
-    /// y = M·x with BSGS and hoisted baby steps. Diagonals are encoded at the ciphertext's level
+    /// y = M·x with BSGS and double-hoisted baby steps. Diagonals are encoded at the ciphertext's level
     /// with scale q_ℓ, so the output (not rescaled) has scale ct.scale·q_ℓ and returns to ct.scale
     /// after one [`Evaluator::rescale`]. Errors: slot mismatch, missing Galois keys.
     pub fn linear_transform(
@@ -115,30 +120,59 @@ impl Evaluator {
         for (&k, d) in &lt.diagonals {
             giants.entry(k - k % n1).or_default().push((k % n1, d));
         }
-        let mut baby_steps: Vec<i64> = lt.diagonals.keys().map(|&k| (k % n1) as i64).collect();
+        let mut baby_steps: Vec<usize> = lt.diagonals.keys().map(|&k| k % n1).collect();
         baby_steps.sort_unstable();
         baby_steps.dedup();
-        let hoisted = self.hoist(ct)?;
-        let rotated = self.rotate_hoisted(&hoisted, &baby_steps, gks)?;
-        let baby: BTreeMap<usize, &Ciphertext> = baby_steps
+        // Look every key up (and check its level) before any work.
+        let log_n = self.ctx.params().log_n;
+        let baby_keys = baby_steps
             .iter()
-            .map(|&b| b as usize)
-            .zip(rotated.iter())
+            .map(|&b| {
+                let g = rotation_element(log_n, b as i64);
+                if g == 1 {
+                    return Ok(None);
+                }
+                let key = gks.get(g, Some(b as i64))?;
+                key.key.check(&self.ctx, level)?;
+                Ok(Some(key))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        for &g in giants.keys().filter(|&&g| g != 0) {
+            gks.for_step(log_n, g as i64)?.key.check(&self.ctx, level)?;
+        }
+        // Double hoisting: baby rotations stay in Q_ℓ·P (scaled by P).
+        let hoisted = self.hoist(ct)?;
+        let babies: BTreeMap<usize, (RnsPoly, RnsPoly)> = baby_steps
+            .par_iter()
+            .zip(baby_keys.par_iter())
+            .map(|(&b, key)| (b, self.rotate_ext(&hoisted, *key)))
             .collect();
+        let ext_tables = self.ctx.ext_tables(level);
+        let n_ring = self.ctx.n();
         let mut result: Option<Ciphertext> = None;
         for (&g, terms) in &giants {
-            let mut inner: Option<Ciphertext> = None;
+            let ext = ext_tables.len();
+            let mut inner0 = RnsPoly::zero(n_ring, ext);
+            let mut inner1 = RnsPoly::zero(n_ring, ext);
             for &(b, d) in terms {
                 // rot_{−g}(d)[j] = d[j − g]
                 let shifted: Vec<Complex64> = (0..n).map(|j| d[(j + n - g) % n]).collect();
-                let pt = encoder.encode_complex(&shifted, n, level, pt_scale)?;
-                let term = self.mul_plain(baby[&b], &pt)?;
-                inner = Some(match inner {
-                    None => term,
-                    Some(acc) => self.add(&acc, &term)?,
-                });
+                let pt = encoder.encode_ext(&shifted, n, level, pt_scale)?;
+                let (r0, r1) = &babies[&b];
+                inner0.mul_acc(&pt, r0, &ext_tables);
+                inner1.mul_acc(&pt, r1, &ext_tables);
             }
-            let Some(inner) = inner else { continue };
+            let (u0, u1) = rayon::join(
+                || mod_down(&self.ctx, &inner0, level, &|_, _| {}),
+                || mod_down(&self.ctx, &inner1, level, &|_, _| {}),
+            );
+            let inner = Ciphertext {
+                parts: vec![u0, u1],
+                level,
+                scale: ct.scale * pt_scale,
+                slots: ct.slots,
+                params_id: ct.params_id,
+            };
             let moved = self.rotate(&inner, g as i64, gks)?;
             result = Some(match result {
                 None => moved,

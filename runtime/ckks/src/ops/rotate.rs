@@ -97,6 +97,66 @@ impl Evaluator {
         })
     }
 
+    /// σ_g(P·c_0 + a_0, a_1) over Q_ℓ·P without ModDown, where (a_0, a_1) is the key-switching
+    /// inner product: it decrypts to P·σ_g(m). These are the baby steps of double hoisting
+    /// (Bossuat et al., EUROCRYPT 2021, §5.2): products with plaintexts and sums stay in Q_ℓ·P
+    /// and one ModDown per giant step replaces one per baby step. `key = None` is the identity
+    /// (P·c_0, P·c_1).
+    pub(crate) fn rotate_ext(
+        &self,
+        h: &HoistedCiphertext,
+        key: Option<&GaloisKey>,
+    ) -> (RnsPoly, RnsPoly) {
+        let ctx = &self.ctx;
+        let level = h.meta.level;
+        let n = ctx.n();
+        let nq = ctx.max_level() + 1;
+        let moduli = ctx.q_moduli(level);
+        let p_mod_q: Vec<u64> = moduli
+            .iter()
+            .map(|m| {
+                ctx.inner.moduli[nq..]
+                    .iter()
+                    .fold(1, |acc, p| m.mul(acc, m.reduce(p.value())))
+            })
+            .collect();
+        let ext = level + 1 + ctx.num_special();
+        // P·c on the q limbs, 0 on the special limbs.
+        let times_p = |c: &RnsPoly, out: &mut RnsPoly| {
+            out.par_limbs_mut()
+                .take(level + 1)
+                .enumerate()
+                .for_each(|(i, o)| {
+                    let (m, w) = (&moduli[i], p_mod_q[i]);
+                    let ws = m.shoup(w);
+                    for (x, &y) in o.iter_mut().zip(c.limb(i)) {
+                        *x = m.add(*x, m.mul_shoup(y, w, ws));
+                    }
+                });
+        };
+        match key {
+            None => {
+                let mut r0 = RnsPoly::zero(n, ext);
+                let mut r1 = RnsPoly::zero(n, ext);
+                times_p(&h.c0, &mut r0);
+                times_p(&self.recompose_c1(h), &mut r1);
+                (r0, r1)
+            }
+            Some(key) => {
+                let (mut a0, a1) = inner_product(ctx, &h.dec, &key.key);
+                times_p(&h.c0, &mut a0);
+                let permute = |a: RnsPoly| {
+                    let mut out = RnsPoly::zero(n, ext);
+                    out.par_limbs_mut()
+                        .zip(a.par_limbs())
+                        .for_each(|(o, i)| permute_ntt(i, o, &key.perm));
+                    out
+                };
+                rayon::join(|| permute(a0), || permute(a1))
+            }
+        }
+    }
+
     /// Left rotations of a hoisted ciphertext by each of `steps` slots (in parallel over the
     /// rotations and, within each, over RNS limbs). All keys are looked up and checked before any
     /// work ([`crate::CkksError::MissingGaloisKey`], [`crate::CkksError::KeyLevelTooLow`]).
@@ -132,7 +192,7 @@ impl Evaluator {
     }
 
     /// The original c_1 from a hoisted ciphertext (its digits' own limbs).
-    fn recompose_c1(&self, h: &HoistedCiphertext) -> RnsPoly {
+    pub(crate) fn recompose_c1(&self, h: &HoistedCiphertext) -> RnsPoly {
         let n = self.ctx.n();
         let alpha = self.ctx.params().alpha();
         let level = h.meta.level;

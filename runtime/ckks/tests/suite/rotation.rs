@@ -99,3 +99,48 @@ fn bsgs_linear_transform_matches_matrix_vector() {
     assert!(bits >= 22.0, "BSGS: {bits:.1}");
     assert!((y.scale() / ct.scale() - 1.0).abs() < 1e-9);
 }
+
+#[test]
+fn bsgs_full_slots_complex_diagonals() {
+    let mut f = fixture(ParamSet::ToyN12, 26);
+    let slots = f.slots();
+    let mut diagonals = BTreeMap::new();
+    for (i, k) in [0usize, 1, 5, 17, 64, 300, 1000, 2047]
+        .into_iter()
+        .enumerate()
+    {
+        let d: Vec<Complex64> = complex_values(slots, 200 + i as u64)
+            .into_iter()
+            .map(|v| v / 8.0)
+            .collect();
+        diagonals.insert(k, d);
+    }
+    let lt = LinearTransform::new(slots, diagonals.clone()).unwrap();
+    let mut kg = KeyGenerator::with_rng(&f.ctx, Csprng::from_seed([27; 32]));
+    let partial = kg.galois_keys(&f.sk, &[1], false, 6).unwrap();
+    let x = complex_values(slots, 15);
+    let pt = f.enc.encode_complex(&x, slots, 6, f.scale()).unwrap();
+    let ct = f.encryptor.encrypt_pk(&f.pk, &pt).unwrap();
+    assert!(matches!(
+        f.eval.linear_transform(&ct, &lt, &partial),
+        Err(CkksError::MissingGaloisKey { .. })
+    ));
+    let gks = kg
+        .galois_keys(&f.sk, &lt.rotation_steps(), false, 6)
+        .unwrap();
+    let y = f
+        .eval
+        .rescale(&f.eval.linear_transform(&ct, &lt, &gks).unwrap())
+        .unwrap();
+    let want: Vec<Complex64> = (0..slots)
+        .map(|j| {
+            diagonals
+                .iter()
+                .map(|(&k, d)| d[j] * x[(j + k) % slots])
+                .sum()
+        })
+        .collect();
+    let bits = precision_bits_complex(&want, &f.dec.decrypt_complex(&f.sk, &y).unwrap());
+    eprintln!("BSGS full slots, 8 complex diagonals: {bits:.2} bits");
+    assert!(bits >= 24.0, "BSGS full: {bits:.1}");
+}
