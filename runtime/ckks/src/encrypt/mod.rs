@@ -9,6 +9,7 @@
 //! IND-CPA^D countermeasure of Li–Micciancio, EUROCRYPT 2021, §5).
 
 use num_complex::Complex64;
+use rayon::prelude::*;
 
 use crate::ciphertext::Ciphertext;
 use crate::context::CkksContext;
@@ -61,8 +62,21 @@ impl Encryptor {
         let v = Zeroizing::new(small_to_ntt(&v, &tables));
         let mut c0 = small_to_ntt(&e0, &tables);
         let mut c1 = small_to_ntt(&e1, &tables);
-        c0.mul_acc(&v, &pk.b.restrict_ext(q_limbs, level), &tables);
-        c1.mul_acc(&v, &pk.a.restrict_ext(q_limbs, level), &tables);
+        // c_0 += v·b, c_1 += v·a on Q_ℓ·P (public key limbs indexed in place, no copies).
+        c0.par_limbs_mut()
+            .zip(c1.par_limbs_mut())
+            .zip(v.par_limbs())
+            .zip(tables.par_iter())
+            .enumerate()
+            .for_each(|(t, (((o0, o1), vl), tab))| {
+                let kt = if t <= level {
+                    t
+                } else {
+                    q_limbs + t - level - 1
+                };
+                tab.mul_acc(o0, vl, pk.b.limb(kt));
+                tab.mul_acc(o1, vl, pk.a.limb(kt));
+            });
         let (mut c0, c1) = rayon::join(
             || mod_down(ctx, &c0, level, &|_, _| {}),
             || mod_down(ctx, &c1, level, &|_, _| {}),
