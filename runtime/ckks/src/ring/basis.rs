@@ -153,13 +153,19 @@ impl BasisConverter {
             });
         // v = round(Σ_i y_i / b_i): the multiple of B to remove for the centered value.
         let y = &*scratch;
-        v.par_chunks_mut(1024).enumerate().for_each(|(c, vc)| {
-            for (k, out) in vc.iter_mut().enumerate() {
-                let idx = c * 1024 + k;
-                let f: f64 = (0..nb)
-                    .map(|i| y[i * n + idx] as f64 * self.inv_from[i])
-                    .sum();
-                *out = f.round() as u64;
+        const CHUNK: usize = 1024;
+        v.par_chunks_mut(CHUNK).enumerate().for_each(|(c, vc)| {
+            // Limb by limb over a chunk (vectorisable), then round.
+            let mut f = [0.0f64; CHUNK];
+            let f = &mut f[..vc.len()];
+            for (i, &inv) in self.inv_from.iter().enumerate() {
+                let yi = &y[i * n + c * CHUNK..i * n + c * CHUNK + f.len()];
+                for (a, &yv) in f.iter_mut().zip(yi) {
+                    *a += yv as f64 * inv;
+                }
+            }
+            for (out, &a) in vc.iter_mut().zip(f.iter()) {
+                *out = a.round() as u64;
             }
         });
         let v = &*v;
