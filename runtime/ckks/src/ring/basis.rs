@@ -125,9 +125,9 @@ impl BasisConverter {
 
     /// Converts coefficient-form `input` (|B| limbs of N, limb-major) into the target limbs
     /// `outs[j]` (the first `outs.len()` primes of C, each a slice of N). `scratch` must hold
-    /// [`BasisConverter::scratch_len`] words. Parallel over target limbs. The output is the centered representative
-    /// of x mod B reduced into each c_j. `post(j, limb)` runs on each finished output limb while
-    /// it is still in cache (e.g. its forward NTT).
+    /// [`BasisConverter::scratch_len`] words. Parallel over target limbs. The output is the centered
+    /// representative of x mod B reduced into each c_j. `post(j, limb)` runs on each finished
+    /// output limb while it is still in cache (e.g. its forward NTT).
     pub fn convert(
         &self,
         input: &[u64],
@@ -135,11 +135,92 @@ impl BasisConverter {
         scratch: &mut [u64],
         post: &(dyn Fn(usize, &mut [u64]) + Sync),
     ) {
+        let outs: Vec<&mut [MaybeUninit<u64>]> = outs.iter_mut().map(|o| &mut **o).collect();
+        self.convert_many(&[input], vec![outs], vec![scratch], &|j, limbs| {
+            post(j, &mut *limbs[0])
+        });
+    }
+
+    /// [`BasisConverter::convert`] of several inputs at once (`outs[k]` and `scratches[k]` for
+    /// `inputs[k]`, the same targets for all): `post(j, limbs)` gets target j's limb of every
+    /// output together, so key switching can finish both halves of a result in one pass.
+    pub fn convert_many(
+        &self,
+        inputs: &[&[u64]],
+        outs: Vec<Vec<&mut [MaybeUninit<u64>]>>,
+        scratches: Vec<&mut [u64]>,
+        post: &(dyn Fn(usize, &mut [&mut [u64]]) + Sync),
+    ) {
         let nb = self.from.len();
         let nw = nb + self.big.len();
-        let n = input.len() / nb;
+        let n = inputs[0].len() / nb;
+        let prepared: Vec<(&[u64], &[u64])> = inputs
+            .iter()
+            .zip(scratches)
+            .map(|(x, s)| self.prepare(x, s, n))
+            .collect();
+        let targets = outs[0].len();
+        let mut per_target: Vec<(usize, Vec<&mut [MaybeUninit<u64>]>)> = (0..targets)
+            .map(|j| (j, Vec::with_capacity(inputs.len())))
+            .collect();
+        for o in outs {
+            for (j, limb) in o.into_iter().enumerate() {
+                per_target[j].1.push(limb);
+            }
+        }
+        // IFMA targets go in groups of up to GROUP sharing each y load.
+        #[allow(unused_mut)]
+        let (mut vector, mut scalar): (Vec<_>, Vec<_>) = per_target
+            .into_iter()
+            .partition(|(j, _)| self.ifma[*j].is_some() && n.is_multiple_of(8));
+        #[cfg(target_arch = "x86_64")]
+        vector.par_chunks_mut(basis_ifma::GROUP).for_each(|group| {
+            let js: Vec<usize> = group.iter().map(|(j, _)| *j).collect();
+            let w: Vec<&[u64]> = js
+                .iter()
+                .map(|&j| &self.hat_mod_to[j * nw..(j + 1) * nw])
+                .collect();
+            let reds: Vec<&Reducer> = js.iter().filter_map(|&j| self.ifma[j].as_ref()).collect();
+            let nbs: Vec<u64> = js.iter().map(|&j| self.neg_b_mod_to[j]).collect();
+            for (k, (y, v)) in prepared.iter().enumerate() {
+                let mut gouts: Vec<&mut [MaybeUninit<u64>]> =
+                    group.iter_mut().map(|(_, o)| &mut *o[k]).collect();
+                // SAFETY: IFMA was detected at construction; (split) sources, weights, v and
+                // −B mod t are below 2^50 (checked in `new`), at most 14 weights, N-word slices.
+                unsafe { basis_ifma::conv_group(y, n, &w, v, &nbs, &mut gouts, &reds) };
+            }
+            for (j, o) in group.iter_mut() {
+                // SAFETY: conv_group wrote all n residues of every output.
+                let mut limbs: Vec<&mut [u64]> =
+                    o.iter_mut().map(|l| unsafe { assume_init(l) }).collect();
+                post(*j, &mut limbs);
+            }
+        });
+        #[cfg(not(target_arch = "x86_64"))]
+        scalar.append(&mut vector);
+        scalar.par_iter_mut().for_each(|(j, o)| {
+            let j = *j;
+            for ((y, v), out) in prepared.iter().zip(o.iter_mut()) {
+                self.convert_limb_scalar(j, y, v, n, out);
+            }
+            // SAFETY: convert_limb_scalar wrote all n residues of every output.
+            let mut limbs: Vec<&mut [u64]> =
+                o.iter_mut().map(|l| unsafe { assume_init(l) }).collect();
+            post(j, &mut limbs);
+        });
+    }
+
+    /// y_i = x_i·(B/b_i)^{-1} mod b_i (big sources split into two 30-bit halves) and the HPS
+    /// correction v = round(Σ_i y_i/b_i), in `scratch`; returns (y, v).
+    fn prepare<'s>(
+        &self,
+        input: &[u64],
+        scratch: &'s mut [u64],
+        n: usize,
+    ) -> (&'s [u64], &'s [u64]) {
+        let nb = self.from.len();
+        let nw = nb + self.big.len();
         let (scratch, v) = scratch[..(nw + 1) * n].split_at_mut(nw * n);
-        // y_i = x_i · (B/b_i)^{-1} mod b_i
         scratch
             .par_chunks_exact_mut(n)
             .zip(input.par_chunks_exact(n))
@@ -168,7 +249,6 @@ impl BasisConverter {
                 *out = a.round() as u64;
             }
         });
-        let v = &*v;
         // Split the big sources into two virtual limbs.
         for (k, &i) in self.big.iter().enumerate() {
             let (lo, hi) = scratch.split_at_mut((nb + k) * n);
@@ -177,64 +257,40 @@ impl BasisConverter {
                 *a &= (1 << 30) - 1;
             }
         }
-        let y = &*scratch;
-        // Partition the targets: IFMA ones go in groups of up to GROUP sharing each y load.
-        let mut vector: Vec<(usize, &mut [MaybeUninit<u64>])> = Vec::new();
-        let mut scalar: Vec<(usize, &mut [MaybeUninit<u64>])> = Vec::new();
-        for (j, o) in outs.iter_mut().enumerate() {
-            if self.ifma[j].is_some() && n.is_multiple_of(8) {
-                vector.push((j, &mut **o));
-            } else {
-                scalar.push((j, &mut **o));
+        (&*scratch, &*v)
+    }
+
+    /// Portable kernel for target j: out = (Σ_i y_i·w_ji + v·(−B)) mod c_j, lazily reduced.
+    fn convert_limb_scalar(
+        &self,
+        j: usize,
+        y: &[u64],
+        v: &[u64],
+        n: usize,
+        o: &mut [MaybeUninit<u64>],
+    ) {
+        let nw = self.from.len() + self.big.len();
+        let w = &self.hat_mod_to[j * nw..(j + 1) * nw];
+        let neg_b = self.neg_b_mod_to[j];
+        let m = &self.to[j];
+        const BLOCK: usize = 64;
+        let mut acc = [0u128; BLOCK];
+        for start in (0..n).step_by(BLOCK) {
+            let len = BLOCK.min(n - start);
+            acc[..len].fill(0);
+            for (i, &wi) in w.iter().enumerate() {
+                let yi = &y[i * n + start..i * n + start + len];
+                for (a, &yv) in acc[..len].iter_mut().zip(yi) {
+                    *a += yv as u128 * wi as u128;
+                }
+            }
+            for (a, &vc) in acc[..len].iter_mut().zip(&v[start..start + len]) {
+                *a += vc as u128 * neg_b as u128;
+            }
+            for (dst, &a) in o[start..start + len].iter_mut().zip(&acc[..len]) {
+                dst.write(m.reduce_u128(a));
             }
         }
-        #[cfg(target_arch = "x86_64")]
-        vector.par_chunks_mut(basis_ifma::GROUP).for_each(|group| {
-            let js: Vec<usize> = group.iter().map(|(j, _)| *j).collect();
-            let w: Vec<&[u64]> = js
-                .iter()
-                .map(|&j| &self.hat_mod_to[j * nw..(j + 1) * nw])
-                .collect();
-            let reds: Vec<&Reducer> = js.iter().filter_map(|&j| self.ifma[j].as_ref()).collect();
-            let nbs: Vec<u64> = js.iter().map(|&j| self.neg_b_mod_to[j]).collect();
-            let mut gouts: Vec<&mut [MaybeUninit<u64>]> =
-                group.iter_mut().map(|(_, o)| &mut **o).collect();
-            // SAFETY: IFMA was detected at construction; (split) sources, weights, v and
-            // −B mod t are below 2^50 (checked in `new`), at most 14 weights, N-word slices.
-            unsafe { basis_ifma::conv_group(y, n, &w, v, &nbs, &mut gouts, &reds) };
-            for (&j, o) in js.iter().zip(gouts) {
-                // SAFETY: conv_group wrote all n residues of every output.
-                post(j, unsafe { assume_init(o) });
-            }
-        });
-        #[cfg(not(target_arch = "x86_64"))]
-        scalar.append(&mut vector);
-        scalar.par_iter_mut().for_each(|(j, o)| {
-            let j = *j;
-            let w = &self.hat_mod_to[j * nw..(j + 1) * nw];
-            let neg_b = self.neg_b_mod_to[j];
-            let m = &self.to[j];
-            const BLOCK: usize = 64;
-            let mut acc = [0u128; BLOCK];
-            for start in (0..n).step_by(BLOCK) {
-                let len = BLOCK.min(n - start);
-                acc[..len].fill(0);
-                for (i, &wi) in w.iter().enumerate() {
-                    let yi = &y[i * n + start..i * n + start + len];
-                    for (a, &v) in acc[..len].iter_mut().zip(yi) {
-                        *a += v as u128 * wi as u128;
-                    }
-                }
-                for (a, &vc) in acc[..len].iter_mut().zip(&v[start..start + len]) {
-                    *a += vc as u128 * neg_b as u128;
-                }
-                for (dst, &a) in o[start..start + len].iter_mut().zip(&acc[..len]) {
-                    dst.write(m.reduce_u128(a));
-                }
-            }
-            // SAFETY: the loop above wrote all n residues.
-            post(j, unsafe { assume_init(o) });
-        });
     }
 }
 
