@@ -13,9 +13,9 @@ use rayon::prelude::*;
 use crate::context::CkksContext;
 use crate::keys::SwitchingKey;
 use crate::ring::basis_ifma;
-use crate::ring::modulus::Modulus;
 use std::mem::MaybeUninit;
 
+use crate::ring::basis::as_uninit;
 use crate::ring::poly::{RnsPoly, assume_init, write_copy};
 
 /// The ModUp'ed digits of a polynomial: `digits[j]` has ℓ + 1 + K limbs (NTT form) over
@@ -73,6 +73,50 @@ pub(crate) fn decompose(ctx: &CkksContext, c: &RnsPoly, level: usize) -> Decompo
     Decomposed { level, digits }
 }
 
+/// Limb t of (Σ_j D_j·b_j, Σ_j D_j·a_j) over Q_ℓ·P (t indexes q_0 … q_ℓ, p_0 … p_{K−1}); writes
+/// every element of `o0` and `o1`.
+fn dot_limb(
+    ctx: &CkksContext,
+    dec: &Decomposed,
+    key: &SwitchingKey,
+    t: usize,
+    o0: &mut [MaybeUninit<u64>],
+    o1: &mut [MaybeUninit<u64>],
+) {
+    let n = ctx.n();
+    let level = dec.level;
+    let nq = ctx.max_level() + 1;
+    let (kt, modulus_index) = if t <= level {
+        (t, t)
+    } else {
+        (key.level + 1 + (t - level - 1), nq + t - level - 1)
+    };
+    #[cfg(target_arch = "x86_64")]
+    if let Some(red) = &ctx.inner.ifma[modulus_index]
+        && n.is_multiple_of(16)
+        && dec.digits.len() <= 14
+    {
+        let d: Vec<&[u64]> = dec.digits.iter().map(|p| p.limb(t)).collect();
+        let b: Vec<&[u64]> = key.digits.iter().map(|(b, _)| b.limb(kt)).collect();
+        let a: Vec<&[u64]> = key.digits.iter().map(|(_, a)| a.limb(kt)).collect();
+        // SAFETY: IFMA detected (the reducer exists), all residues are reduced modulo this
+        // prime < 2^50, every limb has N words, at most 14 digits; dot2_limb writes every
+        // output element.
+        unsafe { basis_ifma::dot2_limb(&d, &b[..d.len()], &a[..d.len()], o0, o1, red) };
+        return;
+    }
+    o0.fill(MaybeUninit::new(0));
+    o1.fill(MaybeUninit::new(0));
+    // SAFETY: just zero-filled.
+    let (o0, o1) = unsafe { (assume_init(o0), assume_init(o1)) };
+    let tab = &ctx.inner.ntt[modulus_index];
+    for (d, (b, a)) in dec.digits.iter().zip(&key.digits) {
+        let dl = d.limb(t);
+        tab.mul_acc(o0, dl, b.limb(kt));
+        tab.mul_acc(o1, dl, a.limb(kt));
+    }
+}
+
 /// (Σ_j D_j·b_j, Σ_j D_j·a_j) over Q_ℓ·P; the key must have level ≥ ℓ (checked by callers).
 pub(crate) fn inner_product(
     ctx: &CkksContext,
@@ -80,56 +124,110 @@ pub(crate) fn inner_product(
     key: &SwitchingKey,
 ) -> (RnsPoly, RnsPoly) {
     let n = ctx.n();
-    let level = dec.level;
-    let ext_tables = ctx.ext_tables(level);
-    let ext = ext_tables.len();
-    let nq = ctx.max_level() + 1;
-    let init0 = |buf0: &mut [MaybeUninit<u64>], buf1: &mut [MaybeUninit<u64>]| {
+    let ext = dec.level + 1 + ctx.num_special();
+    let fill = |buf0: &mut [MaybeUninit<u64>], buf1: &mut [MaybeUninit<u64>]| {
         buf0.par_chunks_exact_mut(n)
             .zip(buf1.par_chunks_exact_mut(n))
-            .zip(ext_tables.par_iter())
             .enumerate()
-            .for_each(|(t, ((o0, o1), tab))| {
-                let kt = if t <= level {
-                    t
-                } else {
-                    key.level + 1 + (t - level - 1)
-                };
-                let modulus_index = if t <= level { t } else { nq + t - level - 1 };
-                #[cfg(target_arch = "x86_64")]
-                if let Some(red) = &ctx.inner.ifma[modulus_index]
-                    && n.is_multiple_of(16)
-                    && dec.digits.len() <= 14
-                {
-                    let d: Vec<&[u64]> = dec.digits.iter().map(|p| p.limb(t)).collect();
-                    let b: Vec<&[u64]> = key.digits.iter().map(|(b, _)| b.limb(kt)).collect();
-                    let a: Vec<&[u64]> = key.digits.iter().map(|(_, a)| a.limb(kt)).collect();
-                    // SAFETY: IFMA detected (the reducer exists), all residues are reduced
-                    // modulo this prime < 2^50, every limb has N words, at most 14 digits;
-                    // dot2_limb writes every output element.
-                    unsafe { basis_ifma::dot2_limb(&d, &b[..d.len()], &a[..d.len()], o0, o1, red) };
-                    return;
-                }
-                let _ = modulus_index;
-                o0.fill(MaybeUninit::new(0));
-                o1.fill(MaybeUninit::new(0));
-                // SAFETY: just zero-filled.
-                let (o0, o1) = unsafe { (assume_init(o0), assume_init(o1)) };
-                for (d, (b, a)) in dec.digits.iter().zip(&key.digits) {
-                    let dl = d.limb(t);
-                    tab.mul_acc(o0, dl, b.limb(kt));
-                    tab.mul_acc(o1, dl, a.limb(kt));
-                }
-            });
+            .for_each(|(t, (o0, o1))| dot_limb(ctx, dec, key, t, o0, o1));
     };
     let mut acc1 = RnsPoly::zero(n, 0);
-    // SAFETY: every limb of both outputs is written (dot2_limb or zero-fill + accumulate).
+    // SAFETY: dot_limb writes every limb of both outputs.
     let acc0 = unsafe {
         RnsPoly::new_uninit_with(n, ext, |buf0| {
-            acc1 = RnsPoly::new_uninit_with(n, ext, |buf1| init0(buf0, buf1));
+            acc1 = RnsPoly::new_uninit_with(n, ext, |buf1| fill(buf0, buf1));
         })
     };
     (acc0, acc1)
+}
+
+/// A hook run on limb i of both halves of a key-switching result, `(i, u0_i, u1_i)`.
+pub(crate) type FinishPair = dyn Fn(usize, &mut [u64], &mut [u64]) + Sync;
+
+thread_local! {
+    /// Per-thread buffers for one limb of both inner-product halves.
+    static DOT: std::cell::RefCell<(Vec<u64>, Vec<u64>)> =
+        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// Inner product and ModDown of both halves fused per q-limb (no Q_ℓ·P accumulators in
+/// memory): the special limbs of the inner product are computed and converted to Q_ℓ first, then
+/// for each q_i the conversions are NTT'ed, limb i of the inner product is computed while they
+/// are in cache, combined as (x − conv)·P^{-1}, and `finish(i, u0_i, u1_i)` runs.
+pub(crate) fn key_switch_finish(
+    ctx: &CkksContext,
+    dec: &Decomposed,
+    key: &SwitchingKey,
+    finish: &FinishPair,
+) -> (RnsPoly, RnsPoly) {
+    let n = ctx.n();
+    let level = dec.level;
+    let k = ctx.num_special();
+    let nq = ctx.max_level() + 1;
+    let p_tables: Vec<_> = ctx.inner.ntt[nq..].iter().collect();
+    // Special limbs of both halves, to coefficient form.
+    let mut p1 = RnsPoly::zero(n, 0);
+    // SAFETY: dot_limb writes every limb of both outputs.
+    let mut p0 = unsafe {
+        RnsPoly::new_uninit_with(n, k, |b0| {
+            p1 = RnsPoly::new_uninit_with(n, k, |b1| {
+                b0.par_chunks_exact_mut(n)
+                    .zip(b1.par_chunks_exact_mut(n))
+                    .enumerate()
+                    .for_each(|(kk, (o0, o1))| dot_limb(ctx, dec, key, level + 1 + kk, o0, o1));
+            });
+        })
+    };
+    rayon::join(|| p0.intt(&p_tables), || p1.intt(&p_tables));
+    let conv = &ctx.inner.moddown;
+    let mut s0 = vec![0u64; conv.scratch_len(n)];
+    let mut s1 = vec![0u64; conv.scratch_len(n)];
+    let tables = ctx.q_tables(level);
+    let post = |i: usize, limbs: &mut [&mut [u64]]| {
+        let [r0, r1] = limbs else {
+            unreachable!("two outputs")
+        };
+        tables[i].forward(r0);
+        tables[i].forward(r1);
+        DOT.with_borrow_mut(|(x0, x1)| {
+            x0.resize(n, 0);
+            x1.resize(n, 0);
+            dot_limb(ctx, dec, key, i, as_uninit(x0), as_uninit(x1));
+            sub_mul_p_inv(ctx, i, x0, r0);
+            sub_mul_p_inv(ctx, i, x1, r1);
+        });
+        finish(i, r0, r1);
+    };
+    let mut u1 = RnsPoly::zero(n, 0);
+    // SAFETY: convert_many writes all ℓ + 1 target limbs of both outputs.
+    let u0 = unsafe {
+        RnsPoly::new_uninit_with(n, level + 1, |b0| {
+            u1 = RnsPoly::new_uninit_with(n, level + 1, |b1| {
+                let outs = vec![
+                    b0.chunks_exact_mut(n).collect::<Vec<_>>(),
+                    b1.chunks_exact_mut(n).collect::<Vec<_>>(),
+                ];
+                conv.convert_many(&[p0.data(), p1.data()], outs, vec![&mut s0, &mut s1], &post);
+            });
+        })
+    };
+    (u0, u1)
+}
+
+/// r ← (x − r)·P^{-1} mod q_i (the last step of ModDown).
+fn sub_mul_p_inv(ctx: &CkksContext, i: usize, x: &[u64], r: &mut [u64]) {
+    let m = &ctx.inner.moduli[i];
+    let (pi, pis) = ctx.inner.p_inv[i];
+    #[cfg(target_arch = "x86_64")]
+    if ctx.inner.ifma[i].is_some() && r.len().is_multiple_of(8) {
+        let ws = (((pi as u128) << 52) / m.value() as u128) as u64;
+        // SAFETY: IFMA detected (the reducer exists), q_i < 2^50, limbs reduced.
+        unsafe { basis_ifma::sub_mul_limb(x, r, m.value(), pi, ws) };
+        return;
+    }
+    for (rv, &xv) in r.iter_mut().zip(x) {
+        *rv = m.mul_shoup(m.sub(xv, *rv), pi, pis);
+    }
 }
 
 /// ModDown: x over Q_ℓ·P (NTT) ↦ round(x / P) over Q_ℓ (NTT). `finish(i, limb)` runs on each
@@ -145,7 +243,6 @@ pub(crate) fn mod_down(
     let p_tables: Vec<_> = ctx.inner.ntt[nq..].iter().collect();
     let p_part = x.intt_range(level + 1, &p_tables);
     let mut scratch = vec![0u64; ctx.inner.moddown.scratch_len(n)];
-    let moduli = ctx.q_moduli(level);
     let tables = ctx.q_tables(level);
     let init = |buf: &mut [MaybeUninit<u64>]| {
         let mut outs: Vec<&mut [MaybeUninit<u64>]> = buf.chunks_exact_mut(n).collect();
@@ -155,19 +252,7 @@ pub(crate) fn mod_down(
             &mut scratch,
             &|i, r: &mut [u64]| {
                 tables[i].forward(r);
-                let m = &moduli[i];
-                let (pi, pis) = ctx.inner.p_inv[i];
-                #[cfg(target_arch = "x86_64")]
-                if ctx.inner.ifma[i].is_some() && n.is_multiple_of(8) {
-                    let ws = (((pi as u128) << 52) / m.value() as u128) as u64;
-                    // SAFETY: IFMA detected (the reducer exists), q_i < 2^50, limbs reduced.
-                    unsafe { basis_ifma::sub_mul_limb(x.limb(i), r, m.value(), pi, ws) };
-                    finish(i, r);
-                    return;
-                }
-                for (rv, &xv) in r.iter_mut().zip(x.limb(i)) {
-                    *rv = m.mul_shoup(m.sub(xv, *rv), pi, pis);
-                }
+                sub_mul_p_inv(ctx, i, x.limb(i), r);
                 finish(i, r);
             },
         );
@@ -187,21 +272,6 @@ pub(crate) fn key_switch(
     key_switch_add(ctx, c, level, key, None)
 }
 
-/// A ModDown finishing hook adding limb i of `p` (if any).
-fn add_hook<'a>(
-    moduli: &'a [Modulus],
-    p: Option<&'a RnsPoly>,
-) -> impl Fn(usize, &mut [u64]) + Sync + 'a {
-    move |i, limb| {
-        if let Some(p) = p {
-            let m = &moduli[i];
-            for (x, &y) in limb.iter_mut().zip(p.limb(i)) {
-                *x = m.add(*x, y);
-            }
-        }
-    }
-}
-
 /// Key switch of `c` plus `(add_0, add_1)` (NTT, level ℓ), the additions fused into ModDown.
 pub(crate) fn key_switch_add(
     ctx: &CkksContext,
@@ -211,16 +281,19 @@ pub(crate) fn key_switch_add(
     add: Option<(&RnsPoly, &RnsPoly)>,
 ) -> (RnsPoly, RnsPoly) {
     let dec = decompose(ctx, c, level);
-    let (a0, a1) = inner_product(ctx, &dec, key);
     let moduli = ctx.q_moduli(level);
-    let (f0, f1) = (
-        add_hook(moduli, add.map(|a| a.0)),
-        add_hook(moduli, add.map(|a| a.1)),
-    );
-    rayon::join(
-        || mod_down(ctx, &a0, level, &f0),
-        || mod_down(ctx, &a1, level, &f1),
-    )
+    let finish = |i: usize, r0: &mut [u64], r1: &mut [u64]| {
+        if let Some((p0, p1)) = add {
+            let m = &moduli[i];
+            for (x, &y) in r0.iter_mut().zip(p0.limb(i)) {
+                *x = m.add(*x, y);
+            }
+            for (x, &y) in r1.iter_mut().zip(p1.limb(i)) {
+                *x = m.add(*x, y);
+            }
+        }
+    };
+    key_switch_finish(ctx, &dec, key, &finish)
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@
 use rayon::prelude::*;
 
 use super::Evaluator;
-use super::keyswitch::{Decomposed, decompose, inner_product, mod_down};
+use super::keyswitch::{Decomposed, decompose, inner_product, key_switch_finish};
 use crate::ciphertext::Ciphertext;
 use crate::error::Result;
 use crate::keys::{GaloisKey, GaloisKeys};
@@ -64,32 +64,24 @@ impl Evaluator {
     ) -> Result<Ciphertext> {
         let level = meta.level;
         key.key.check(&self.ctx, level)?;
-        let (a0, a1) = inner_product(&self.ctx, dec, &key.key);
         let moduli = self.ctx.q_moduli(level);
-        // Per finished limb: σ_g as an index permutation, fused with + σ_g(c_0) for part 0.
-        let finish = |part: usize| {
-            move |i: usize, limb: &mut [u64]| {
-                SCRATCH.with_borrow_mut(|src| {
-                    src.clear();
-                    src.extend_from_slice(limb);
-                    let perm = &key.perm;
-                    if part == 0 {
-                        let m = &moduli[i];
-                        let c0 = c0.limb(i);
-                        for (o, &p) in limb.iter_mut().zip(perm) {
-                            *o = m.add(src[p as usize], c0[p as usize]);
-                        }
-                    } else {
-                        permute_ntt(src, limb, perm);
-                    }
-                });
-            }
+        // Per finished limb pair: σ_g as an index permutation, fused with + σ_g(c_0) for part 0.
+        let finish = |i: usize, r0: &mut [u64], r1: &mut [u64]| {
+            SCRATCH.with_borrow_mut(|src| {
+                let perm = &key.perm;
+                src.clear();
+                src.extend_from_slice(r0);
+                let m = &moduli[i];
+                let c0 = c0.limb(i);
+                for (o, &p) in r0.iter_mut().zip(perm) {
+                    *o = m.add(src[p as usize], c0[p as usize]);
+                }
+                src.clear();
+                src.extend_from_slice(r1);
+                permute_ntt(src, r1, perm);
+            });
         };
-        let (f0, f1) = (finish(0), finish(1));
-        let (u0, u1) = rayon::join(
-            || mod_down(&self.ctx, &a0, level, &f0),
-            || mod_down(&self.ctx, &a1, level, &f1),
-        );
+        let (u0, u1) = key_switch_finish(&self.ctx, dec, &key.key, &finish);
         let parts = vec![u0, u1];
         Ok(Ciphertext {
             parts,
