@@ -142,7 +142,7 @@ pub(crate) fn inner_product(
 }
 
 /// A hook run on limb i of both halves of a key-switching result, `(i, u0_i, u1_i)`.
-pub(crate) type FinishPair = dyn Fn(usize, &mut [u64], &mut [u64]) + Sync;
+pub(crate) type FinishPair<'a> = dyn Fn(usize, &mut [u64], &mut [u64]) + Sync + 'a;
 
 thread_local! {
     /// Per-thread buffers for one limb of both inner-product halves.
@@ -158,7 +158,7 @@ pub(crate) fn key_switch_finish(
     ctx: &CkksContext,
     dec: &Decomposed,
     key: &SwitchingKey,
-    finish: &FinishPair,
+    finish: &FinishPair<'_>,
 ) -> (RnsPoly, RnsPoly) {
     let n = ctx.n();
     let level = dec.level;
