@@ -173,3 +173,52 @@ fn import_summary_of_minilm_shows_folding() {
         "{summary}"
     );
 }
+
+#[test]
+fn an_approximated_ir_file_evaluates_like_the_model() {
+    let Some(dir) = models_dir() else { return };
+    let scratch = tempfile::tempdir().unwrap();
+    let ir = scratch.path().join("model.json");
+    let model = dir.join("tiny_gpt2_decode_step_p15_ts17.onnx");
+    let calibration = dir.join("tiny_gpt2_decode_step_p15_ts17/calib.json");
+    let case = dir.join("tiny_gpt2_decode_step_p15_ts17/case0.json");
+    let compile = cachemirc(&[
+        "compile",
+        model.to_str().unwrap(),
+        "--calibration",
+        calibration.to_str().unwrap(),
+        "--sample",
+        case.to_str().unwrap(),
+        "--encrypt-from",
+        "/model/transformer/Add_output_0",
+        "--stop-after",
+        "approximate",
+        "--emit",
+        "ir",
+        "-o",
+        ir.to_str().unwrap(),
+    ]);
+    assert!(compile.status.success(), "{}", text(&compile.stderr));
+    let out = scratch.path().join("out");
+    let eval = cachemirc(&[
+        "eval",
+        ir.to_str().unwrap(),
+        "--inputs",
+        case.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--expect",
+    ]);
+    assert!(eval.status.success(), "{}", text(&eval.stderr));
+    let report = text(&eval.stdout);
+    let logits = report
+        .lines()
+        .find(|l| l.starts_with("logits "))
+        .expect("a logits row");
+    let error: f64 = logits.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert!(error < 0.05, "{report}");
+    assert!(
+        logits.trim_end().ends_with("1/1"),
+        "the next token changed: {report}"
+    );
+}

@@ -38,8 +38,9 @@ enum Command {
         model: PathBuf,
         #[command(flatten)]
         import: ImportArgs,
-        /// What to print: the summary, the IR as text, the IR as JSON (with weights), or Cachemir
-        /// model text (with `--weights-out`).
+        /// What to print: the summary, the IR as text (as JSON, loadable by `eval`, when -o ends
+        /// in `.json`), the IR as JSON (with weights), or Cachemir model text (with
+        /// `--weights-out`).
         #[arg(long, value_enum, default_value_t = Emit::Summary)]
         emit: Emit,
         /// Write to this file instead of standard output.
@@ -123,8 +124,8 @@ struct CompileArgs {
     /// Print the IR after this pass to standard error (repeatable).
     #[arg(long)]
     dump_after: Vec<String>,
-    /// What to write: the report, the IR as text, the IR as JSON (loadable by `eval`), or
-    /// model text plus weights.
+    /// What to write: the report, the IR as text (as JSON, loadable by `eval`, when -o ends in
+    /// `.json`), the IR as JSON, or model text plus weights.
     #[arg(long, value_enum, default_value_t = Emit::Summary)]
     emit: Emit,
     /// Write to this file instead of standard output.
@@ -224,7 +225,7 @@ fn run(cli: Cli) -> Result<()> {
             let loaded = load_model(&model, &import, HashMap::new())?;
             let text = match emit {
                 Emit::Summary => loaded.summary,
-                Emit::Ir => print_graph(&loaded.graph),
+                Emit::Ir => ir_text(&loaded.graph, output.as_deref())?,
                 Emit::Json => serde_json::to_string(&loaded.graph)?,
                 Emit::Dsl => {
                     // Model text reads best with the composite ops an exporter spelled out.
@@ -363,7 +364,7 @@ fn compile(args: CompileArgs) -> Result<()> {
             );
             report
         }
-        Emit::Ir => print_graph(&graph),
+        Emit::Ir => ir_text(&graph, args.output.as_deref())?,
         Emit::Json => serde_json::to_string(&graph)?,
         Emit::Dsl => emit_dsl(&graph, args.output.as_deref(), None)?,
     };
@@ -454,6 +455,15 @@ fn load_model(
         summary: imported.summary_text(),
         graph: imported.graph,
     })
+}
+
+/// The IR as text, or as JSON (the form `eval` and `compile` load) for a `.json` output file.
+fn ir_text(graph: &Graph, output: Option<&Path>) -> Result<String> {
+    if output.is_some_and(|o| o.extension().is_some_and(|e| e == "json")) {
+        Ok(serde_json::to_string(graph)?)
+    } else {
+        Ok(print_graph(graph))
+    }
 }
 
 /// Prints `graph` as model text and writes its weights; returns the text.
