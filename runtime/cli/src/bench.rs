@@ -6,7 +6,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use cachemir_ckks::{
-    CkksContext, Csprng, Decryptor, Encoder, Encryptor, Evaluator, KeyGenerator, ParamSet, Security,
+    CkksContext, Csprng, Decryptor, Encoder, Encryptor, Evaluator, GaloisKeys, KeyGenerator,
+    ParamSet, Security,
 };
 use clap::Args;
 
@@ -131,7 +132,16 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let pk = kg.public_key(&sk)?;
     let rlk = kg.relin_key(&sk, level)?;
     let steps: Vec<i64> = (1..=16).collect();
-    let gks = kg.galois_keys(&sk, &steps, false, level)?;
+    let rotations = args.ops.is_empty()
+        || args
+            .ops
+            .iter()
+            .any(|o| o == "rotate" || o == "rotate_hoisted_16");
+    let gks = if rotations {
+        kg.galois_keys(&sk, &steps, false, level)?
+    } else {
+        GaloisKeys::default()
+    };
     let enc = Encoder::new(&ctx);
     let mut encryptor = Encryptor::new(&ctx)?;
     let dec = Decryptor::new(&ctx);
