@@ -30,3 +30,37 @@ fn one_and_two_threads_agree_bitwise() {
     let two = pool(2).install(run);
     assert_eq!(one, two);
 }
+
+#[test]
+fn types_are_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<CkksContext>();
+    check::<Evaluator>();
+    check::<Ciphertext>();
+    check::<Plaintext>();
+    check::<SecretKey>();
+    check::<PublicKey>();
+    check::<RelinKey>();
+    check::<GaloisKeys>();
+    check::<HoistedCiphertext>();
+}
+
+#[test]
+fn independent_ciphertexts_in_parallel() {
+    use rayon::prelude::*;
+    let mut f = fixture(ParamSet::ToyN12, 52);
+    let xs: Vec<Vec<f64>> = (0..4).map(|k| values(f.slots(), 90 + k)).collect();
+    let cts: Vec<Ciphertext> = xs.iter().map(|x| f.encrypt(x, 6)).collect();
+    let sq: Vec<Ciphertext> = cts
+        .par_iter()
+        .map(|c| {
+            f.eval
+                .rescale(&f.eval.mul_relin(c, c, &f.rlk).unwrap())
+                .unwrap()
+        })
+        .collect();
+    for (x, c) in xs.iter().zip(&sq) {
+        let want: Vec<f64> = x.iter().map(|v| v * v).collect();
+        assert!(precision_bits(&want, &f.decrypt(c)) >= 25.0);
+    }
+}
