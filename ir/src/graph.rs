@@ -71,9 +71,10 @@ pub struct Node {
     /// Author-given facts about the (first) output.
     #[serde(default, skip_serializing_if = "Hints::is_empty")]
     pub hints: Hints,
-    /// `[min, max]` of the (first) output over the calibration set, before any margin.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub calibrated_range: Option<(f64, f64)>,
+    /// `[min, max]` of each output over the calibration set, before any margin (empty before
+    /// calibration; read with [`Graph::calibrated_range`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub calibrated_ranges: Vec<Option<(f64, f64)>>,
 }
 
 /// The operand edge: output `output` of the source feeds operand `operand` of the target.
@@ -124,6 +125,9 @@ pub struct Graph {
     dag: StableDiGraph<Node, Operand>,
     inputs: Vec<GraphInput>,
     outputs: Vec<GraphOutput>,
+    /// Nodes the client encrypts although their operands are public ([`Graph::encrypt_from`]).
+    #[serde(default)]
+    encrypted_from: Vec<NodeIndex>,
 }
 
 impl Graph {
@@ -133,6 +137,7 @@ impl Graph {
             dag: StableDiGraph::new(),
             inputs: Vec::new(),
             outputs: Vec::new(),
+            encrypted_from: Vec::new(),
         }
     }
 
@@ -150,7 +155,7 @@ impl Graph {
             output_names: vec![name.into()],
             outputs: vec![ty],
             hints: Hints::default(),
-            calibrated_range: None,
+            calibrated_ranges: Vec::new(),
         });
         self.inputs.push(GraphInput { node, role });
         ValueRef { node, output: 0 }
@@ -199,7 +204,7 @@ impl Graph {
             output_names: vec![name],
             outputs: vec![ty],
             hints: Hints::default(),
-            calibrated_range: None,
+            calibrated_ranges: Vec::new(),
         });
         ValueRef { node, output: 0 }
     }
@@ -238,7 +243,7 @@ impl Graph {
             output_names: names,
             outputs,
             hints: Hints::default(),
-            calibrated_range: None,
+            calibrated_ranges: Vec::new(),
         });
         for (operand, value) in operands.iter().enumerate() {
             self.dag.add_edge(
@@ -424,6 +429,26 @@ impl Graph {
         operand_uses + self.outputs.iter().filter(|o| o.value == value).count()
     }
 
+    /// The calibrated `[min, max]` of a value, if calibration measured it.
+    pub fn calibrated_range(&self, value: ValueRef) -> Option<(f64, f64)> {
+        self.dag
+            .node_weight(value.node)?
+            .calibrated_ranges
+            .get(value.output)
+            .copied()
+            .flatten()
+    }
+
+    /// Records (or clears) the calibrated range of a value.
+    pub fn set_calibrated_range(&mut self, value: ValueRef, range: Option<(f64, f64)>) {
+        let node = &mut self.dag[value.node];
+        let count = node.outputs.len();
+        node.calibrated_ranges.resize(count, None);
+        if let Some(slot) = node.calibrated_ranges.get_mut(value.output) {
+            *slot = range;
+        }
+    }
+
     /// The constant tensor behind a value, if it is one.
     pub fn constant(&self, value: ValueRef) -> Option<&Tensor> {
         match &self.dag.node_weight(value.node)?.op {
@@ -563,7 +588,7 @@ impl Graph {
             let node = &mut self.dag[input.node];
             node.outputs[0].secrecy = secrecy_of(&node.output_names[0], &node.outputs[0]);
         }
-        self.propagate_secrecy(&[]);
+        self.propagate_secrecy();
     }
 
     /// Makes the named value encrypted (and everything computed from it): the client computes
@@ -575,15 +600,18 @@ impl Graph {
         let value = self
             .find_value(name)
             .ok_or_else(|| IrError::UnknownValue(name.to_string()))?;
-        self.propagate_secrecy(&[value.node]);
+        if !self.encrypted_from.contains(&value.node) {
+            self.encrypted_from.push(value.node);
+        }
+        self.propagate_secrecy();
         Ok(())
     }
 
-    /// Re-derives every computed value's secrecy from its operands; nodes in `encrypted` are
-    /// encrypted whatever their operands.
-    fn propagate_secrecy(&mut self, encrypted: &[NodeIndex]) {
+    /// Re-derives every computed value's secrecy from its operands; the nodes of
+    /// [`Graph::encrypt_from`] are encrypted whatever their operands.
+    fn propagate_secrecy(&mut self) {
         for node in self.topological_order() {
-            if encrypted.contains(&node) {
+            if self.encrypted_from.contains(&node) {
                 for ty in &mut self.dag[node].outputs {
                     ty.secrecy = Secrecy::Encrypted;
                 }
@@ -623,8 +651,37 @@ impl Graph {
                     n.outputs.len()
                 )));
             }
-            if matches!(n.op, Op::Input) || n.op.is_constant() {
-                continue;
+            let malformed = |what: &str| Err(IrError::Malformed(format!("{}: {what}", n.source)));
+            let declared = &n.outputs[0];
+            match &n.op {
+                Op::Input => continue,
+                Op::Constant(t) => {
+                    if n.outputs.len() != 1
+                        || t.dtype() != declared.dtype
+                        || t.shape() != declared.shape.as_slice()
+                    {
+                        return malformed("constant data differs from its declared type");
+                    }
+                    continue;
+                }
+                Op::SyntheticWeight { dtype, shape, .. } => {
+                    if n.outputs.len() != 1 || *dtype != declared.dtype || *shape != declared.shape
+                    {
+                        return malformed("synthetic weight differs from its declared type");
+                    }
+                    continue;
+                }
+                _ => {}
+            }
+            // Operand slots are 0, 1, …, each filled once (the edges carry them).
+            let mut slots: Vec<usize> = self
+                .dag
+                .edges_directed(node, Direction::Incoming)
+                .map(|e| e.weight().operand)
+                .collect();
+            slots.sort_unstable();
+            if slots.iter().enumerate().any(|(i, &s)| i != s) {
+                return malformed("operands are not numbered 0, 1, … once each");
             }
             let types: Vec<TensorType> = self
                 .operands(node)
@@ -648,6 +705,17 @@ impl Graph {
                     "{}: recorded types differ from inferred ones",
                     n.source
                 )));
+            }
+        }
+        for input in &self.inputs {
+            if !self
+                .dag
+                .node_weight(input.node)
+                .is_some_and(|n| matches!(n.op, Op::Input))
+            {
+                return Err(IrError::Malformed(
+                    "a graph input is not an input node".into(),
+                ));
             }
         }
         for output in &self.outputs {

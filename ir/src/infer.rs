@@ -181,8 +181,13 @@ pub fn infer(op: &Op, operands: &[TensorType]) -> Result<Vec<TensorType>, ShapeE
                     "inner dimensions differ: {k} vs {k2}"
                 )));
             }
-            if let Some(c) = operands.get(2) {
-                broadcast_shapes(&c.shape, &[m, n])?;
+            if let Some(c) = operands.get(2)
+                && broadcast_shapes(&c.shape, &[m, n])? != [m, n]
+            {
+                return Err(ShapeError::Invalid(format!(
+                    "C of shape {:?} does not broadcast to [{m}, {n}]",
+                    c.shape
+                )));
             }
             single(same_as_first(operands, vec![m, n]))
         }
@@ -583,15 +588,25 @@ pub fn slice_ranges(
         }
         let resolve = |v: i64| if v < 0 { v.saturating_add(dim) } else { v };
         let (start, end) = (resolve(starts[i]), resolve(ends[i]));
+        if dim == 0 {
+            ranges[axis] = SliceRange {
+                start: 0,
+                step,
+                len: 0,
+            };
+            continue;
+        }
         let (start, end) = if step > 0 {
             (start.clamp(0, dim), end.clamp(0, dim))
         } else {
             (start.clamp(0, dim - 1), end.clamp(-1, dim - 1))
         };
-        let len = if step > 0 {
-            ((end - start).max(0) + step - 1) / step
+        // ⌈distance / |step|⌉ without overflow for any step, i64::MIN included.
+        let distance = if step > 0 { end - start } else { start - end };
+        let len = if distance > 0 {
+            ((distance as u64 - 1) / step.unsigned_abs() + 1) as i64
         } else {
-            ((start - end).max(0) + (-step) - 1) / (-step)
+            0
         };
         ranges[axis] = SliceRange {
             start,

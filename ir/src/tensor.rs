@@ -108,7 +108,10 @@ impl Tensor {
     /// # Errors
     /// When `bytes` is not exactly `product(shape) * dtype.size_bytes()` long.
     pub fn from_le_bytes(dtype: DType, shape: &[usize], bytes: &[u8]) -> Result<Tensor, String> {
-        let count: usize = shape.iter().product();
+        let count = shape
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(d))
+            .ok_or_else(|| format!("shape {shape:?} has too many elements"))?;
         if bytes.len() != count * dtype.size_bytes() {
             return Err(format!(
                 "{} bytes for a {dtype} tensor of shape {shape:?} ({} expected)",

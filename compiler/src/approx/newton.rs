@@ -28,7 +28,8 @@ impl Inverse {
     fn step_error(self, e: f64) -> f64 {
         match self {
             Inverse::Reciprocal => e * e,
-            Inverse::InverseSqrt => (1.5 * e * e - 0.5 * e * e * e).abs(),
+            // A start that overestimates (negative e) gives 1.5e² + 0.5|e|³: bound both signs.
+            Inverse::InverseSqrt => 1.5 * e * e + 0.5 * e.abs() * e * e,
         }
     }
 

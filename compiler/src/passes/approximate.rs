@@ -104,8 +104,8 @@ impl Pass for Approximate {
             };
             let replacement = self.approximate(graph, value, method)?;
             // The approximation stands for the same values: later sites read its range.
-            let range = graph.node(node).calibrated_range;
-            graph.node_mut(replacement.node).calibrated_range = range;
+            let range = graph.calibrated_range(value);
+            graph.set_calibrated_range(replacement, range);
             graph
                 .replace_uses(value, replacement)
                 .map_err(|source| CompileError::Ir { pass: NAME, source })?;
@@ -124,8 +124,17 @@ fn unsupported(graph: &Graph, value: ValueRef, op: &Op) -> Option<String> {
     let operands = graph.operands(value.node);
     match op {
         Op::Unary(
-            u @ (UnaryOp::Log | UnaryOp::Abs | UnaryOp::Floor | UnaryOp::Ceil | UnaryOp::Not),
+            u @ (UnaryOp::Log
+            | UnaryOp::Abs
+            | UnaryOp::Floor
+            | UnaryOp::Ceil
+            | UnaryOp::Not
+            | UnaryOp::Sin
+            | UnaryOp::Cos),
         ) => Some(format!("{u:?} of encrypted data has no approximation here")),
+        Op::Binary(BinaryOp::Div) if encrypted(graph, operands[1]) => {
+            Some("division by encrypted data: run `decompose` first".into())
+        }
         Op::Binary(BinaryOp::Max | BinaryOp::Min | BinaryOp::Pow) => {
             Some("max/min and non-integer powers of encrypted data are not supported".into())
         }
@@ -163,7 +172,7 @@ impl Approximate {
         max: Option<f64>,
     ) -> Result<ValueRef, CompileError> {
         let x = graph.operands(value.node)[0];
-        let Some(range) = graph.node(x.node).calibrated_range else {
+        let Some(range) = input_range(graph, x) else {
             return Err(CompileError::at(
                 graph,
                 value,
@@ -191,7 +200,7 @@ impl Approximate {
         method: Method,
     ) -> Result<ValueRef, CompileError> {
         let x = graph.operands(value.node)[0];
-        let Some((low, high)) = graph.node(x.node).calibrated_range else {
+        let Some((low, high)) = input_range(graph, x) else {
             return Err(CompileError::at(
                 graph,
                 value,
@@ -270,6 +279,13 @@ impl Approximate {
         self.sites.push(site);
         Ok(result)
     }
+}
+
+/// The range an approximation of a function of `x` must cover: the author's `@range` when the
+/// model states one (what they know beats what 32 samples showed), else the calibrated range.
+fn input_range(graph: &Graph, x: ValueRef) -> Option<(f64, f64)> {
+    let hinted = graph.node(x.node).hints.range.filter(|_| x.output == 0);
+    hinted.or_else(|| graph.calibrated_range(x))
 }
 
 /// `[low, high]` widened by `margin` of its width on each side. Positive ranges (variances,

@@ -1,5 +1,5 @@
 //! `calibrate`: runs the reference interpreter on calibration inputs and records, for every
-//! float value, the `[min, max]` it takes over the set (`Node::calibrated_range`). The
+//! float value, the `[min, max]` it takes over the set (`Graph::calibrated_range`). The
 //! polynomial domains, Newton starts and bootstrap pre-scaling are derived from these ranges.
 //!
 //! Softmax shifts (see [`super::decompose`]) are set to the calibrated maximum of the scores
@@ -89,8 +89,10 @@ impl Pass for Calibrate {
             ranges
         };
         for node in graph.node_indices() {
-            graph.node_mut(node).calibrated_range =
-                ranges.get(&ValueRef { node, output: 0 }).copied();
+            graph.node_mut(node).calibrated_ranges.clear();
+        }
+        for (&value, &range) in &ranges {
+            graph.set_calibrated_range(value, Some(range));
         }
         Ok(format!(
             "{} samples, {} value ranges, {shifts} softmax shifts",

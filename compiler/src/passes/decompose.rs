@@ -23,8 +23,10 @@ use cachemir_ir::{
     BinaryOp, CompareOp, DType, Graph, Op, ReduceOp, SourceLocation, UnaryOp, ValueRef,
 };
 
-/// Masked scores are at most this (exporters use the most negative f32, about −3.4e38).
-const MASKED: f64 = -1e30;
+/// Mask values at or below this mean "masked": exporters fill with the most negative f32
+/// (about −3.4e38) or, BERT-style, −10000; real attention biases (ALiBi, relative positions)
+/// stay far above it.
+const MASKED: f64 = -1e3;
 
 /// Suffix of the shift constants the calibration pass fills in.
 pub const SOFTMAX_SHIFT: &str = ":softmax_shift";
@@ -295,19 +297,31 @@ fn decompose(
             }
         }
         Op::Binary(BinaryOp::Pow) => {
+            // One exponent for every element (a scalar, or a constant tensor of equal values
+            // that does not widen the result): an integer from 1 to 8.
             let Some(n) = b
                 .graph
                 .constant(operands[1])
-                .and_then(|t| t.first_f64())
+                .and_then(uniform_value)
                 .filter(|n| n.fract() == 0.0 && (1.0..=8.0).contains(n))
             else {
                 return Ok(None);
             };
+            if b.shape(operands[0]) != node.outputs[0].shape {
+                return Ok(None);
+            }
             power(&mut b, operands[0], n as u32)?
         }
         _ => return Ok(None),
     };
     Ok(Some(replacement))
+}
+
+/// The single value every element of `t` holds, if they all hold the same one.
+fn uniform_value(t: &cachemir_ir::Tensor) -> Option<f64> {
+    let values = t.to_f64();
+    let first = *values.iter().next()?;
+    values.iter().all(|&v| v == first).then_some(first)
 }
 
 /// `x^n` by square-and-multiply (depth ⌈log2 n⌉).

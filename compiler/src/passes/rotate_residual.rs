@@ -695,7 +695,7 @@ fn apply(graph: &mut Graph, plan: &Plan) -> Result<Vec<NodeIndex>, CompileError>
     for node in rotated.into_iter().filter(|n| !rebuilt.contains_key(n)) {
         let n = graph.node_mut(node);
         n.hints.range = None;
-        n.calibrated_range = None;
+        n.calibrated_ranges.clear();
     }
     Ok(plan
         .norms
@@ -755,7 +755,7 @@ fn rebuild(
     }
     if keeps_values {
         n.hints = old.hints.clone();
-        n.calibrated_range = old.calibrated_range;
+        n.calibrated_ranges = old.calibrated_ranges.clone();
     }
     for output in 0..old.outputs.len() {
         graph

@@ -565,6 +565,6 @@ impl Builder<'_> {
         let source = self.source.node(from.node);
         let node = self.graph.node_mut(to.node);
         node.hints = source.hints.clone();
-        node.calibrated_range = source.calibrated_range;
+        node.calibrated_ranges = source.calibrated_ranges.clone();
     }
 }

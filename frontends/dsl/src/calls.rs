@@ -374,6 +374,19 @@ fn arity(name: &str) -> Option<(usize, usize)> {
     })
 }
 
+/// Bare words an attribute may take; as a keyword value they mean the word even where a value
+/// of that name exists.
+const ATTRIBUTE_WORDS: [&str; 8] = ["erf", "tanh", "f32", "f64", "i64", "bool", "true", "false"];
+
+fn keyword_value(el: &mut Elaborator, e: &Expr) -> Result<Val, DslError> {
+    match &e.kind {
+        crate::ast::ExprKind::Ident(name) if ATTRIBUTE_WORDS.contains(&name.as_str()) => {
+            Ok(Val::Word(name.clone()))
+        }
+        _ => el.expr(e),
+    }
+}
+
 /// Evaluates `name(args…, keywords…)`.
 pub(crate) fn call(
     el: &mut Elaborator,
@@ -388,7 +401,7 @@ pub(crate) fn call(
         .collect::<Result<_, DslError>>()?;
     let keywords = keywords
         .iter()
-        .map(|(k, e)| Ok((k.clone(), el.expr(e)?, e.span, false)))
+        .map(|(k, e)| Ok((k.clone(), keyword_value(el, e)?, e.span, false)))
         .collect::<Result<_, DslError>>()?;
     let mut a = Arguments {
         el,
@@ -633,6 +646,10 @@ fn literal_constant(a: &mut Arguments, tensor: Tensor) -> ValueRef {
 fn dense(value: &Val, dtype: DType) -> Result<Tensor, String> {
     let (mut shape, mut flat) = (Vec::new(), Vec::new());
     flatten(value, 0, &mut shape, &mut flat)?;
+    // A number beside a list (`[1, [2, 3]]`) passes the per-level checks; the count does not.
+    if flat.len() != shape.iter().product::<usize>() {
+        return Err("the nested lists are not rectangular".into());
+    }
     let dim = IxDyn(&shape);
     Ok(match dtype {
         DType::F32 => Tensor::F32(

@@ -96,6 +96,8 @@ pub(crate) struct Elaborator<'s> {
     /// State input → the output that replaces it.
     states: HashMap<String, (String, Span)>,
     outputs: HashSet<String>,
+    /// Outputs in the order written, added to the graph when the program is complete.
+    pending_outputs: Vec<(String, ValueRef)>,
 }
 
 impl<'s> Elaborator<'s> {
@@ -114,6 +116,7 @@ impl<'s> Elaborator<'s> {
             temporaries: 0,
             states: HashMap::new(),
             outputs: HashSet::new(),
+            pending_outputs: Vec::new(),
         }
     }
 
@@ -139,6 +142,18 @@ impl<'s> Elaborator<'s> {
         self.graph.name = program.name.clone();
         for statement in &program.statements {
             self.statement(statement)?;
+        }
+        for (name, value) in std::mem::take(&mut self.pending_outputs) {
+            let state = self
+                .states
+                .iter()
+                .find(|(_, (o, _))| *o == name)
+                .map(|(i, _)| i.clone());
+            let role = match state {
+                Some(input) => OutputRole::State { input },
+                None => OutputRole::Output,
+            };
+            self.graph.add_output(name, value, role);
         }
         for (input, (output, span)) in &self.states {
             if !self.outputs.contains(output) {
@@ -288,16 +303,8 @@ impl<'s> Elaborator<'s> {
                         *span,
                     ));
                 }
-                let state = self
-                    .states
-                    .iter()
-                    .find(|(_, (o, _))| o == name)
-                    .map(|(i, _)| i.clone());
-                let role = match state {
-                    Some(input) => OutputRole::State { input },
-                    None => OutputRole::Output,
-                };
-                self.graph.add_output(name.clone(), v, role);
+                // Roles are given once every `state` is known (a state may be declared later).
+                self.pending_outputs.push((name.clone(), v));
                 Ok(())
             }
             Statement::For {
@@ -481,7 +488,13 @@ impl<'s> Elaborator<'s> {
             },
             ExprKind::Neg(inner) if matches!(inner.kind, ExprKind::Int(_)) => self.literal(e),
             ExprKind::Neg(inner) => match self.constant_expr(inner)? {
-                Val::Int(v) => Ok(Val::Int(-v)),
+                Val::Int(v) => v.checked_neg().map(Val::Int).ok_or_else(|| {
+                    self.error(
+                        ErrorKind::Type,
+                        "the integer result does not fit in 64 bits",
+                        e.span,
+                    )
+                }),
                 Val::Float(v) => Ok(Val::Float(-v)),
                 v => Err(self.error(
                     ErrorKind::Type,
@@ -520,18 +533,27 @@ impl<'s> Elaborator<'s> {
 
     fn arithmetic(&self, op: Infix, l: &Val, r: &Val, span: Span) -> Result<Val, DslError> {
         Ok(match (l, r) {
-            (Val::Int(a), Val::Int(b)) => Val::Int(match op {
-                Infix::Add => a + b,
-                Infix::Sub => a - b,
-                Infix::Mul => a * b,
-                Infix::Div if *b == 0 => {
-                    return Err(self.error(ErrorKind::Type, "division by zero", span));
-                }
-                Infix::Div => a / b,
-                Infix::MatMul => {
-                    return Err(self.error(ErrorKind::Type, "`@` multiplies tensors", span));
-                }
-            }),
+            (Val::Int(a), Val::Int(b)) => {
+                let result = match op {
+                    Infix::Add => a.checked_add(*b),
+                    Infix::Sub => a.checked_sub(*b),
+                    Infix::Mul => a.checked_mul(*b),
+                    Infix::Div if *b == 0 => {
+                        return Err(self.error(ErrorKind::Type, "division by zero", span));
+                    }
+                    Infix::Div => a.checked_div(*b),
+                    Infix::MatMul => {
+                        return Err(self.error(ErrorKind::Type, "`@` multiplies tensors", span));
+                    }
+                };
+                Val::Int(result.ok_or_else(|| {
+                    self.error(
+                        ErrorKind::Type,
+                        "the integer result does not fit in 64 bits",
+                        span,
+                    )
+                })?)
+            }
             (a, b) => {
                 let (a, b) = (as_f64(a), as_f64(b));
                 Val::Float(match op {
@@ -580,7 +602,13 @@ impl<'s> Elaborator<'s> {
                     .collect::<Result<_, _>>()?,
             )),
             ExprKind::Neg(inner) => match self.expr(inner)? {
-                Val::Int(v) => Ok(Val::Int(-v)),
+                Val::Int(v) => v.checked_neg().map(Val::Int).ok_or_else(|| {
+                    self.error(
+                        ErrorKind::Type,
+                        "the integer result does not fit in 64 bits",
+                        e.span,
+                    )
+                }),
                 Val::Float(v) => Ok(Val::Float(-v)),
                 Val::Tensor(t) => Ok(Val::Tensor(
                     self.node(Op::Unary(UnaryOp::Neg), &[t], e.span)?[0],

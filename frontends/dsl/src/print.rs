@@ -11,8 +11,9 @@ use cachemir_ir::{BinaryOp, CompareOp, Graph, Op, ReduceOp, Tensor, UnaryOp, Val
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 
-/// Words the grammar reserves; a value with such a name is renamed.
-const KEYWORDS: [&str; 12] = [
+/// Words a printed value name must not be: the grammar's reserved words, and the bare words
+/// attributes take (`approximation=tanh`, `to=f32`, `trans_a=true`), which win over values.
+const RESERVED: [&str; 21] = [
     "model",
     "param",
     "weights",
@@ -22,9 +23,18 @@ const KEYWORDS: [&str; 12] = [
     "let",
     "for",
     "in",
+    "as",
     "encrypted",
     "public",
     "none",
+    "erf",
+    "tanh",
+    "f32",
+    "f64",
+    "i64",
+    "bool",
+    "true",
+    "false",
 ];
 
 /// The identifier a name is written as in model text: letters, digits, `_` and inner `.`
@@ -42,7 +52,7 @@ pub fn identifier_for(name: &str) -> String {
     }
     if out.is_empty()
         || out.starts_with(|c: char| c.is_ascii_digit())
-        || KEYWORDS.contains(&out.as_str())
+        || RESERVED.contains(&out.as_str())
     {
         out.insert_str(0, "v_");
     }
@@ -191,6 +201,17 @@ fn weight_call(name: &str, dtype: cachemir_ir::DType, shape: &[usize]) -> String
 /// A float written so that parsing it gives back the same f64 (and always with a fraction or
 /// exponent, so it reads as a float).
 fn number(v: f64) -> String {
+    if v.is_infinite() {
+        // Parses back as ±∞ (the literal overflows f64).
+        return if v > 0.0 {
+            "1e999".into()
+        } else {
+            "-1e999".into()
+        };
+    }
+    if v.is_nan() {
+        return "(0.0 / 0.0)".into();
+    }
     let text = format!("{v:?}");
     if text.contains(['.', 'e', 'E', 'i', 'N']) {
         text

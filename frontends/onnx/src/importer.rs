@@ -458,11 +458,18 @@ impl Importer {
             .zip(&slots)
             .map(|(name, slot)| self.materialize(name, slot))
             .collect();
+        // Positions matter: an unused middle output (`""`) keeps its place under a made-up name.
         let names: Vec<String> = node
             .output
             .iter()
-            .filter(|o| !o.is_empty())
-            .cloned()
+            .enumerate()
+            .map(|(i, o)| {
+                if o.is_empty() {
+                    format!("{label}:{i}")
+                } else {
+                    o.clone()
+                }
+            })
             .collect();
         let values = self.graph.add_node(
             op,

@@ -481,12 +481,13 @@ pub(crate) fn lower(
                 Some(_) => inputs.constant(2, "x_zero_point")?.to_f64(),
                 None => ArrayD::zeros(scale.raw_dim()),
             };
-            let axis = normalize_axis(attributes.int("axis", 1), x.ndim().max(1))
-                .map_err(|e| attributes.error(e.to_string()))?;
+            // The axis matters only for per-axis quantisation (a scale with several values).
             let per_axis = |a: &ArrayD<f64>| -> Result<ArrayD<f64>, OnnxError> {
                 if a.ndim() == 0 || a.len() == 1 {
                     return Ok(a.clone());
                 }
+                let axis = normalize_axis(attributes.int("axis", 1), x.ndim())
+                    .map_err(|e| attributes.error(e.to_string()))?;
                 let mut shape = vec![1; x.ndim()];
                 shape[axis] = a.len();
                 a.to_shape(IxDyn(&shape))

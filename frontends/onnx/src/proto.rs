@@ -62,7 +62,10 @@ pub fn tensor_from_proto(t: &TensorProto) -> Result<Tensor, OnnxError> {
         .iter()
         .map(|&d| usize::try_from(d).map_err(|_| err(format!("negative dimension {d}"))))
         .collect::<Result<Vec<usize>, _>>()?;
-    let count: usize = shape.iter().product();
+    let count = shape
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .ok_or_else(|| err(format!("shape {shape:?} has too many elements")))?;
     let data_type = DataType::from_i32(t.data_type)
         .ok_or_else(|| err(format!("unknown data type {}", t.data_type)))?;
     let raw = &t.raw_data;

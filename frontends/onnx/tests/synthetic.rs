@@ -460,3 +460,76 @@ fn mask_building_ops_on_constants_fold() {
     assert!(!histogram.contains_key("Trilu") && !histogram.contains_key("Cast"));
     assert_eq!(imported.summary.folded_nodes, 2);
 }
+
+#[test]
+fn per_tensor_dequantization_of_a_vector_folds() {
+    // A QDQ-style bias: 1-D int8 data with one scale; the default axis 1 must not matter.
+    let m = model(
+        vec![
+            node(
+                "DequantizeLinear",
+                "dequantize",
+                &["q", "scale"],
+                &["bias"],
+                vec![],
+            ),
+            node("Add", "add", &["x", "bias"], &["y"], vec![]),
+        ],
+        vec![
+            TensorProto {
+                name: "q".into(),
+                dims: vec![4],
+                data_type: 3, // INT8
+                raw_data: vec![2, 254, 0, 10],
+                ..Default::default()
+            },
+            float_tensor("scale", &[], &[0.5]),
+        ],
+        17,
+    );
+    let imported = import_bytes(&bytes(&m), &options_with_batch(1)).unwrap();
+    let bias = imported
+        .graph
+        .find_value("bias")
+        .expect("the folded bias is a constant");
+    let values = imported.graph.constant(bias).unwrap().to_f64();
+    assert_eq!(
+        values.iter().copied().collect::<Vec<_>>(),
+        vec![1.0, -1.0, 0.0, 5.0]
+    );
+}
+
+#[test]
+fn an_unused_middle_output_keeps_the_others_in_place() {
+    let m = model(
+        vec![
+            node(
+                "Split",
+                "split",
+                &["x", "sizes"],
+                &["a", "", "c"],
+                vec![int_attribute("axis", 1)],
+            ),
+            node(
+                "Concat",
+                "join",
+                &["a", "c"],
+                &["y"],
+                vec![int_attribute("axis", 1)],
+            ),
+        ],
+        vec![int_tensor("sizes", &[1, 2, 1])],
+        17,
+    );
+    let imported = import_bytes(&bytes(&m), &options_with_batch(1)).unwrap();
+    let c = imported.graph.find_value("c").unwrap();
+    assert_eq!(c.output, 2, "`c` is the split's third output");
+    let x = Tensor::F32(ArrayD::from_shape_vec(IxDyn(&[1, 4]), vec![1.0, 2.0, 3.0, 4.0]).unwrap());
+    let out = Interpreter::new(&imported.graph, Precision::F64)
+        .run(&HashMap::from([("x".to_string(), x)]))
+        .unwrap();
+    assert_eq!(
+        out["y"].to_f64().iter().copied().collect::<Vec<_>>(),
+        vec![1.0, 4.0]
+    );
+}

@@ -86,6 +86,9 @@ pub(super) fn binary(op: BinaryOp, left: &Value, right: &Value) -> Result<Value,
             if op == BinaryOp::Div && b.iter().any(|&v| v == 0) {
                 return Err("integer division by zero".into());
             }
+            if op == BinaryOp::Pow && b.iter().any(|&v| v < 0) {
+                return Err("negative integer exponent".into());
+            }
             let f: fn(i64, i64) -> i64 = match op {
                 BinaryOp::Add => i64::wrapping_add,
                 BinaryOp::Sub => i64::wrapping_sub,

@@ -22,6 +22,9 @@ pub(super) fn matmul(a: &ArrayD<f64>, b: &ArrayD<f64>) -> Result<ArrayD<f64>, St
     let n = b_shape[b_shape.len() - 1];
 
     // A weight matrix shared by every batch: one large product instead of many small ones.
+    if k == 0 {
+        return Ok(ArrayD::zeros(IxDyn(&out_shape)));
+    }
     if b_shape.len() == 2 {
         let rows = a.len() / k;
         let a2 = a.to_shape((rows, k)).map_err(|e| e.to_string())?;

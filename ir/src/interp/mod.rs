@@ -52,7 +52,9 @@ impl Value {
         let (low, high) = a
             .iter()
             .filter(|x| x.is_finite())
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| {
+                (lo.min(x), hi.max(x))
+            });
         (low <= high).then_some((low, high))
     }
 

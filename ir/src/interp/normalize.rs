@@ -105,11 +105,15 @@ pub(super) fn reduce(
     let axes = reduced_axes(x.shape().len(), axes).map_err(|e| e.to_string())?;
     match x {
         Value::Float(a) => {
-            let mut out = a.clone();
+            // L2 squares once, sums over every axis, and takes one square root at the end.
+            let mut out = if op == ReduceOp::L2 {
+                a.mapv(|v| v * v)
+            } else {
+                a.clone()
+            };
             for &axis in axes.iter().rev() {
                 out = match op {
-                    ReduceOp::Sum | ReduceOp::Mean => out.sum_axis(Axis(axis)),
-                    ReduceOp::L2 => out.map_axis(Axis(axis), |l| l.iter().map(|v| v * v).sum()),
+                    ReduceOp::Sum | ReduceOp::Mean | ReduceOp::L2 => out.sum_axis(Axis(axis)),
                     ReduceOp::Max => out.fold_axis(Axis(axis), f64::NEG_INFINITY, |m, &v| m.max(v)),
                 };
             }
