@@ -23,6 +23,7 @@
 //!
 //! DISCLAIMER: `Toy…` parameter sets are insecure and exist for tests.
 
+pub mod bootstrap;
 pub mod ciphertext;
 pub mod context;
 pub mod encoding;

@@ -1,0 +1,267 @@
+//! Bootstrapping tests against cleartext slots, precision in bits (−log2 of the max abs error).
+//! Toy set (N = 2^12, insecure) in CI; N = 2^16 in `#[ignore]` tests.
+
+use cachemir_ckks::bootstrap::poly_eval::{
+    chebyshev_eval, chebyshev_interpolate, evaluate_chebyshev,
+};
+use cachemir_ckks::bootstrap::{BootParamSet, BootstrapConfig, Bootstrapper};
+use cachemir_ckks::*;
+
+struct Setup {
+    ctx: CkksContext,
+    sk: SecretKey,
+    enc: Encoder,
+    dec: Decryptor,
+}
+
+fn setup(set: BootParamSet) -> Setup {
+    let security = if set.is_toy() {
+        Security::InsecureForTesting
+    } else {
+        Security::Bits128
+    };
+    let ctx = CkksContext::new(set.params().unwrap(), security).unwrap();
+    let mut kg = KeyGenerator::with_rng(&ctx, Csprng::from_seed([7; 32]));
+    let sk = kg.secret_key();
+    Setup {
+        enc: Encoder::new(&ctx),
+        dec: Decryptor::new(&ctx),
+        ctx,
+        sk,
+    }
+}
+
+fn encryptor(ctx: &CkksContext) -> Encryptor {
+    Encryptor::with_rng(ctx, Csprng::from_seed([8; 32]))
+}
+
+/// Deterministic test slots with |z| ≤ 1 (imaginary parts zero when `real`).
+fn message(n: usize, real: bool) -> Vec<Complex64> {
+    (0..n)
+        .map(|j| {
+            let a = (j as f64 * 0.731).sin();
+            let b = if real { 0.0 } else { (j as f64 * 0.377).cos() };
+            Complex64::new(a, b) * std::f64::consts::FRAC_1_SQRT_2
+        })
+        .collect()
+}
+
+fn bits(got: &[Complex64], want: &[Complex64]) -> f64 {
+    let err = got
+        .iter()
+        .zip(want)
+        .map(|(a, b)| (a - b).norm())
+        .fold(0.0, f64::max);
+    -err.log2()
+}
+
+#[test]
+fn chebyshev_evaluation_lands_on_the_requested_level_and_scale() {
+    let s = setup(BootParamSet::ToyBootN12);
+    let mut kg = KeyGenerator::with_rng(&s.ctx, Csprng::from_seed([9; 32]));
+    let top = s.ctx.max_level();
+    let rlk = kg.relin_key(&s.sk, top).unwrap();
+    let eval = Evaluator::new(&s.ctx);
+    let n = 64;
+    let y: Vec<f64> = (0..n)
+        .map(|j| -1.0 + 2.0 * j as f64 / (n - 1) as f64)
+        .collect();
+    let q_top = s.ctx.params().q[top] as f64;
+    let pt = s.enc.encode_real(&y, n, top, q_top).unwrap();
+    let ct = encryptor(&s.ctx).encrypt_sk(&s.sk, &pt).unwrap();
+    let f = |t: f64| (4.0 * t).cos() * 0.5 + 0.25 * t;
+    for degree in [1usize, 2, 7, 31, 47] {
+        let c = chebyshev_interpolate(f, degree);
+        let depth = (usize::BITS - degree.leading_zeros()).max(1) as usize;
+        let out_level = top - depth;
+        let out_scale = 2f64.powi(45);
+        let res = evaluate_chebyshev(&eval, &rlk, &ct, &c, out_level, out_scale).unwrap();
+        assert_eq!(res.level(), out_level);
+        assert!((res.scale() / out_scale - 1.0).abs() < 1e-12);
+        let got = s.dec.decrypt_real(&s.sk, &res).unwrap();
+        let err = got
+            .iter()
+            .zip(&y)
+            .map(|(g, &t)| (g - chebyshev_eval(&c, t)).abs())
+            .fold(0.0, f64::max);
+        eprintln!(
+            "Chebyshev degree {degree}: depth {depth}, {:.1} bits",
+            -err.log2()
+        );
+        assert!(
+            err < 2f64.powi(-30),
+            "degree {degree}: error 2^{:.1}",
+            err.log2()
+        );
+    }
+    // Too few levels: typed error.
+    let low = eval.level_down(&ct, 3).unwrap();
+    let c = chebyshev_interpolate(f, 31);
+    assert!(matches!(
+        evaluate_chebyshev(&eval, &rlk, &low, &c, 0, 2f64.powi(45)),
+        Err(CkksError::LevelTooLow {
+            needed: 5,
+            level: 3
+        })
+    ));
+}
+
+/// Bootstraps a fresh level-0 encryption of `message(slots, real)` and returns the precision in
+/// bits and the output level.
+fn bootstrap_case(s: &Setup, slots: usize, real: bool) -> (f64, usize) {
+    let cfg = BootstrapConfig::new(slots);
+    let bs = Bootstrapper::new(&s.ctx, &cfg, &s.sk).unwrap();
+    let z = message(slots, real);
+    let pt = s
+        .enc
+        .encode_complex(&z, slots, 0, s.ctx.params().default_scale())
+        .unwrap();
+    let ct = encryptor(&s.ctx).encrypt_sk(&s.sk, &pt).unwrap();
+    bs.check_input(&s.sk, &ct).unwrap();
+    let t = std::time::Instant::now();
+    let out = bs.bootstrap(&ct).unwrap();
+    let elapsed = t.elapsed();
+    assert_eq!(out.level(), bs.output_level());
+    assert_eq!(out.slots(), slots);
+    let got = s.dec.decrypt_complex(&s.sk, &out).unwrap();
+    let b = bits(&got, &z);
+    let (k, sigma, fail) = bs.plan().range();
+    eprintln!(
+        "{} slots ({}): {b:.1} bits (estimate {:.1}), level {} of {}, depth {}, K = {k} (σ = {sigma:.2}, \
+         failure 2^-{fail}), EvalMod degree {}, keys {:.1} MiB, {:.2} s",
+        slots,
+        if real { "real" } else { "complex" },
+        bs.expected_precision_bits(),
+        out.level(),
+        s.ctx.max_level(),
+        bs.depth(),
+        bs.plan().eval_mod().coeffs.len() - 1,
+        bs.key_bytes() as f64 / (1 << 20) as f64,
+        elapsed.as_secs_f64()
+    );
+    (b, out.level())
+}
+
+#[test]
+fn bootstrap_toy_sparse_slots_real_and_complex() {
+    let s = setup(BootParamSet::ToyBootN12);
+    for (slots, real) in [(8, true), (64, false)] {
+        let (b, level) = bootstrap_case(&s, slots, real);
+        assert!(b >= 20.0, "{slots} slots: {b:.1} bits");
+        assert_eq!(level, BootParamSet::ToyBootN12.application_levels());
+    }
+}
+
+#[test]
+fn bootstrap_toy_full_slots_real_and_complex() {
+    let s = setup(BootParamSet::ToyBootN12);
+    let full = s.ctx.params().max_slots();
+    for real in [false, true] {
+        let (b, _) = bootstrap_case(&s, full, real);
+        assert!(b >= 20.0, "full slots: {b:.1} bits");
+    }
+}
+
+/// The message coefficients w = V^{-1}·z (w_k = a_k + i·a_{k+n}) in bit-reversed order, the
+/// order in which CoeffsToSlots leaves them.
+fn bit_reversed_coefficients(z: &[Complex64]) -> Vec<Complex64> {
+    let n = z.len();
+    let four_n = 4 * n as u64;
+    let w: Vec<Complex64> = (0..n)
+        .map(|k| {
+            let mut e = 1u64;
+            let mut acc = Complex64::new(0.0, 0.0);
+            for zj in z {
+                let a =
+                    -2.0 * std::f64::consts::PI * ((e * k as u64) % four_n) as f64 / four_n as f64;
+                acc += zj * Complex64::new(a.cos(), a.sin());
+                e = e * 5 % four_n;
+            }
+            acc / n as f64
+        })
+        .collect();
+    let bits = n.trailing_zeros();
+    (0..n)
+        .map(|k| {
+            w[if bits == 0 {
+                0
+            } else {
+                k.reverse_bits() >> (usize::BITS - bits)
+            }]
+        })
+        .collect()
+}
+
+/// Precision of each stage (diagnostics):
+/// `PROBE_SLOTS=2048 cargo test … --test bootstrap -- --ignored --nocapture probe`.
+#[test]
+#[ignore]
+fn probe_stages() {
+    let s = setup(BootParamSet::ToyBootN12);
+    let env = |k: &str| std::env::var(k).ok().map(|v| v.parse::<u32>().unwrap());
+    let slots = env("PROBE_SLOTS").map_or(8, |v| v as usize);
+    let mut cfg = BootstrapConfig::new(slots);
+    cfg.log_message_ratio = env("PROBE_RATIO").unwrap_or(cfg.log_message_ratio);
+    cfg.double_angle = env("PROBE_R").unwrap_or(cfg.double_angle);
+    let bs = Bootstrapper::new(&s.ctx, &cfg, &s.sk).unwrap();
+    let p = s.ctx.params();
+    let (q0, delta) = (p.q[0] as f64, p.default_scale());
+    // x − round(x) = w·Δ·F/q0 with F the message-ratio factor.
+    let f = (q0 / (delta * (cfg.log_message_ratio as f64).exp2())).round();
+    let z = message(slots, false);
+    let w = bit_reversed_coefficients(&z);
+    let pt = s.enc.encode_complex(&z, slots, 0, delta).unwrap();
+    let ct = encryptor(&s.ctx).encrypt_sk(&s.sk, &pt).unwrap();
+    let kp = bs.plan().eval_mod().interval;
+    let mut xs: Vec<Vec<f64>> = Vec::new();
+    let mut mods = 0;
+    bs.bootstrap_inspect(&ct, &mut |stage, c| {
+        let v = s.dec.decrypt_complex(&s.sk, c).unwrap();
+        eprintln!(
+            "{stage}: level {} scale 2^{:.2} slots {}",
+            c.level(),
+            c.scale().log2(),
+            c.slots()
+        );
+        match stage {
+            "cts" => {
+                let x: Vec<f64> = v.iter().map(|x| x.re * kp).collect();
+                let (full, part) = (x.len() == slots, xs.len());
+                let err = x
+                    .iter()
+                    .enumerate()
+                    .map(|(j, x)| {
+                        let wk = w[j % slots];
+                        let t = if (full && part == 0) || (!full && j < slots) {
+                            wk.re
+                        } else {
+                            wk.im
+                        };
+                        ((x - x.round()) - t * delta * f / q0).abs()
+                    })
+                    .fold(0.0, f64::max);
+                eprintln!(
+                    "  CtS error in x: 2^{:.1}, max |x| {:.2}",
+                    err.log2(),
+                    x.iter().fold(0.0f64, |a, b| a.max(b.abs()))
+                );
+                xs.push(x);
+            }
+            "evalmod" => {
+                let err = v
+                    .iter()
+                    .zip(&xs[mods])
+                    .map(|(a, x)| (a.re - 2.0 * std::f64::consts::PI * (x - x.round())).abs())
+                    .fold(0.0, f64::max);
+                eprintln!(
+                    "  EvalMod error vs 2π(x_dec − round(x_dec)): 2^{:.1}",
+                    err.log2()
+                );
+                mods += 1;
+            }
+            "stc" => eprintln!("  final: {:.1} bits", bits(&v, &z)),
+            _ => {}
+        }
+    })
+    .unwrap();
+}
