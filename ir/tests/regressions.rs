@@ -149,3 +149,61 @@ fn verify_rejects_a_constant_whose_data_differs_from_its_type() {
     let forged: Graph = serde_json::from_value(json).unwrap();
     assert!(forged.verify().is_err());
 }
+
+#[test]
+fn max_min_clip_and_reduce_max_keep_nan() {
+    let mut g = Graph::new("nan");
+    let x = f64_input(&mut g, "x", &[2]);
+    let y = f64_input(&mut g, "y", &[2]);
+    let max = g
+        .add_node(
+            Op::Binary(BinaryOp::Max),
+            &[x, y],
+            vec!["max".into()],
+            here(),
+        )
+        .unwrap()[0];
+    let clip = g
+        .add_node(
+            Op::Clip {
+                min: Some(0.0),
+                max: Some(1.0),
+            },
+            &[x],
+            vec!["clip".into()],
+            here(),
+        )
+        .unwrap()[0];
+    let reduced = g
+        .add_node(
+            Op::Reduce {
+                op: ReduceOp::Max,
+                axes: vec![],
+                keep_dims: false,
+            },
+            &[x],
+            vec!["reduced".into()],
+            here(),
+        )
+        .unwrap()[0];
+    for (name, v) in [("max", max), ("clip", clip), ("reduced", reduced)] {
+        g.add_output(name, v, OutputRole::Output);
+    }
+    let inputs = HashMap::from([
+        (
+            "x".to_string(),
+            Tensor::F64(ArrayD::from_shape_vec(IxDyn(&[2]), vec![f64::NAN, 0.5]).unwrap()),
+        ),
+        (
+            "y".to_string(),
+            Tensor::F64(ArrayD::from_shape_vec(IxDyn(&[2]), vec![1.0, 0.0]).unwrap()),
+        ),
+    ]);
+    let out = Interpreter::new(&g, Precision::F64).run(&inputs).unwrap();
+    for name in ["max", "clip", "reduced"] {
+        assert!(
+            out[name].first_f64().unwrap().is_nan(),
+            "{name} dropped the NaN"
+        );
+    }
+}

@@ -71,8 +71,8 @@ pub(super) fn binary(op: BinaryOp, left: &Value, right: &Value) -> Result<Value,
                 BinaryOp::Mul => |x, y| x * y,
                 BinaryOp::Div => |x, y| x / y,
                 BinaryOp::Pow => pow,
-                BinaryOp::Max => f64::max,
-                BinaryOp::Min => f64::min,
+                BinaryOp::Max => max_or_nan,
+                BinaryOp::Min => min_or_nan,
                 BinaryOp::And | BinaryOp::Or => {
                     return Err(format!("{op:?} needs bool operands"));
                 }
@@ -180,11 +180,29 @@ pub(super) fn cast(x: &Value, to: DType) -> Value {
     }
 }
 
+/// `max` that keeps a NaN, as ONNX and numpy do (`f64::max` drops it).
+pub(super) fn max_or_nan(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.max(b)
+    }
+}
+
+/// `min` that keeps a NaN.
+pub(super) fn min_or_nan(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.min(b)
+    }
+}
+
 pub(super) fn clip(x: &Value, min: Option<f64>, max: Option<f64>) -> Result<Value, String> {
     let lo = min.unwrap_or(f64::NEG_INFINITY);
     let hi = max.unwrap_or(f64::INFINITY);
     match x {
-        Value::Float(a) => Ok(Value::Float(a.mapv(|v| v.max(lo).min(hi)))),
+        Value::Float(a) => Ok(Value::Float(a.mapv(|v| min_or_nan(max_or_nan(v, lo), hi)))),
         Value::Int(a) => Ok(Value::Int(a.mapv(|v| (v as f64).max(lo).min(hi) as i64))),
         Value::Bool(_) => Err("Clip of a bool operand".into()),
     }

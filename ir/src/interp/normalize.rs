@@ -2,7 +2,7 @@
 //! RMSNorm, Reduce*, GELU, SiLU, RoPE.
 
 use super::Value;
-use super::elementwise::sigmoid;
+use super::elementwise::{max_or_nan, sigmoid};
 use crate::infer::{broadcast_shapes, normalize_axis, reduced_axes};
 use crate::op::{GeluApproximation, ReduceOp};
 use ndarray::{ArrayD, Axis, IxDyn, Slice};
@@ -114,7 +114,9 @@ pub(super) fn reduce(
             for &axis in axes.iter().rev() {
                 out = match op {
                     ReduceOp::Sum | ReduceOp::Mean | ReduceOp::L2 => out.sum_axis(Axis(axis)),
-                    ReduceOp::Max => out.fold_axis(Axis(axis), f64::NEG_INFINITY, |m, &v| m.max(v)),
+                    ReduceOp::Max => {
+                        out.fold_axis(Axis(axis), f64::NEG_INFINITY, |&m, &v| max_or_nan(m, v))
+                    }
                 };
             }
             let count: usize = axes.iter().map(|&a| x.shape()[a]).product();
