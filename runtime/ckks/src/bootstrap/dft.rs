@@ -126,7 +126,7 @@ pub enum DftKind {
 
 /// The grouped stages of a homomorphic DFT for `n` message slots, as linear transforms on
 /// `slots` = 2n (sparse) or n = N/2 (full) ciphertext slots, in application order, with the
-/// scalar `factor` folded into the first group. `levels` groups (1 ≤ levels ≤ log2 n) are
+/// scalar `factor` spread evenly over the groups (|factor|^(1/levels) each). `levels` groups (1 ≤ levels ≤ log2 n) are
 /// formed from the log2 n stages, earlier groups taking the extra stage.
 ///
 /// Errors: [`crate::CkksError::InvalidInput`] from the transforms (never for valid n).
@@ -139,8 +139,27 @@ pub fn dft_transforms(
 ) -> Result<Vec<LinearTransform>> {
     dft_diagonals(kind, n, full, levels, factor)
         .into_iter()
-        .map(|(slots, d)| LinearTransform::new(slots, d))
+        .map(|(slots, d)| {
+            let n1 = baby_steps(d.keys().copied(), slots);
+            LinearTransform::with_baby_steps(slots, d, n1)
+        })
         .collect()
+}
+
+/// The baby-step count n1 (a power of two) minimizing babies + 2·giants for diagonal offsets
+/// `ks` on `slots` slots: a giant step costs a full key switch, a double-hoisted baby step an
+/// inner product. The DFT groups have offsets clustered around 0 on both sides (mod slots),
+/// where the span-based default of [`LinearTransform::new`] picks n1 ≈ √slots.
+fn baby_steps(ks: impl Iterator<Item = usize> + Clone, slots: usize) -> usize {
+    let cost = |n1: usize| {
+        let babies: std::collections::BTreeSet<usize> = ks.clone().map(|k| k % n1).collect();
+        let giants: std::collections::BTreeSet<usize> = ks.clone().map(|k| k - k % n1).collect();
+        babies.iter().filter(|&&b| b != 0).count() + 2 * giants.iter().filter(|&&g| g != 0).count()
+    };
+    (0..=slots.trailing_zeros())
+        .map(|e| 1usize << e)
+        .min_by_key(|&n1| (cost(n1), n1))
+        .unwrap_or(1)
 }
 
 /// The diagonals behind [`dft_transforms`]: (slots, diagonals) per group.
@@ -195,8 +214,13 @@ pub(crate) fn dft_diagonals(
         }
         groups.push(acc.unwrap_or_default());
     }
-    let f = Complex64::new(factor, 0.0);
-    scale_rows(&mut groups[0], &vec![f; slots]);
+    // Spread the factor evenly: each group's plaintext is rounded to 1/q_ℓ in absolute terms,
+    // so a group with small entries loses relative precision (≈ 2^-50/|entries| at 2^55).
+    let f = Complex64::new(factor.abs().powf(1.0 / levels as f64), 0.0);
+    for (gi, g) in groups.iter_mut().enumerate() {
+        let sign = if gi == 0 && factor < 0.0 { -1.0 } else { 1.0 };
+        scale_rows(g, &vec![f * sign; slots]);
+    }
     groups.into_iter().map(|d| (slots, d)).collect()
 }
 

@@ -61,12 +61,13 @@ impl BootParamSet {
     /// The parameters. Errors: [`crate::CkksError::InvalidParameters`] (not for these sets).
     pub fn params(self) -> Result<CkksParameters> {
         // (log N, application levels, EvalMod and CtS prime bits, special primes, dnum)
-        let (log_n, app, boot_bits, special, dnum) = match self {
-            BootParamSet::ToyBootN12 => (12, 3, 55, vec![60; 5], 4),
-            BootParamSet::N16BootFull => (16, 9, 55, vec![56; 6], 5),
+        let (log_n, app, evalmod_bits, cts_bits, special, dnum) = match self {
+            BootParamSet::ToyBootN12 => (12, 3, 60, 55, vec![60; 5], 4),
+            BootParamSet::N16BootFull => (16, 9, 60, 55, vec![60; 6], 5),
         };
         let mut level_bits = vec![45; app + STC_LEVELS];
-        level_bits.extend(vec![boot_bits; EVALMOD_LEVELS + CTS_LEVELS]);
+        level_bits.extend(vec![evalmod_bits; EVALMOD_LEVELS]);
+        level_bits.extend(vec![cts_bits; CTS_LEVELS]);
         let chain = ChainSpec {
             first_bits: 60,
             level_bits,

@@ -58,6 +58,25 @@ impl LinearTransform {
         })
     }
 
+    /// Like [`LinearTransform::new`] with an explicit baby-step count n1 (a power of two ≤
+    /// slots), for diagonal sets where the span-based default is poor (e.g. offsets clustered
+    /// around 0 in both directions, as in the bootstrapping DFTs). Errors: as `new`, and
+    /// [`CkksError::InvalidInput`] for a bad n1.
+    pub fn with_baby_steps(
+        slots: usize,
+        diagonals: BTreeMap<usize, Vec<Complex64>>,
+        n1: usize,
+    ) -> Result<Self> {
+        if n1 == 0 || !n1.is_power_of_two() || n1 > slots {
+            return Err(CkksError::InvalidInput(format!(
+                "baby-step count {n1} must be a power of two ≤ {slots}"
+            )));
+        }
+        let mut lt = Self::new(slots, diagonals)?;
+        lt.n1 = n1;
+        Ok(lt)
+    }
+
     /// From a dense `slots × slots` matrix (rows), keeping the nonzero diagonals.
     pub fn from_matrix(matrix: &[Vec<Complex64>]) -> Result<Self> {
         let n = matrix.len();
