@@ -4,7 +4,7 @@
 use cachemir_ckks::bootstrap::poly_eval::{
     chebyshev_eval, chebyshev_interpolate, evaluate_chebyshev,
 };
-use cachemir_ckks::bootstrap::{BootParamSet, BootstrapConfig, Bootstrapper};
+use cachemir_ckks::bootstrap::{BootParamSet, BootstrapConfig, BootstrapPlan, Bootstrapper};
 use cachemir_ckks::*;
 
 struct Setup {
@@ -264,4 +264,26 @@ fn probe_stages() {
         }
     })
     .unwrap();
+}
+
+/// The N = 2^16 plans (no keys): depth, levels left, range, key count and bytes.
+#[test]
+fn n16_plans_fit_the_chain() {
+    let ctx = CkksContext::new(
+        BootParamSet::N16BootFull.params().unwrap(),
+        Security::Bits128,
+    )
+    .unwrap();
+    for slots in [1 << 15, 1 << 12] {
+        let plan = BootstrapPlan::new(&ctx, &BootstrapConfig::new(slots)).unwrap();
+        let (keys, bytes) = plan.key_estimate();
+        eprintln!(
+            "N16BootFull, {slots} slots: depth {}, output level {}, K = {:?}, {keys} Galois keys, {:.2} GiB of keys",
+            plan.depth(),
+            plan.output_level(),
+            plan.range(),
+            bytes as f64 / (1u64 << 30) as f64
+        );
+        assert!(plan.output_level() >= 9);
+    }
 }

@@ -11,6 +11,8 @@ use cachemir_ckks::{
 };
 use clap::Args;
 
+mod bootstrap;
+
 /// Options of `cachemir bench`.
 #[derive(Args, Debug)]
 pub struct BenchArgs {
@@ -32,6 +34,12 @@ pub struct BenchArgs {
     /// Only these operations (comma-separated, e.g. `mul_relin,rotate`); default: all.
     #[arg(long, value_delimiter = ',')]
     ops: Vec<String>,
+    /// Benchmark bootstrapping instead (op `bootstrap`; sets N16BootFull, ToyBootN12).
+    #[arg(long)]
+    bootstrap: bool,
+    /// Message slots for --bootstrap (power of two ≤ N/2; default N/2).
+    #[arg(long)]
+    slots: Option<usize>,
 }
 
 struct Row {
@@ -82,6 +90,9 @@ fn time<T>(runs: usize, mut f: impl FnMut() -> Result<T>) -> Result<(f64, T)> {
 }
 
 pub fn run(args: &BenchArgs) -> Result<()> {
+    if args.bootstrap {
+        return bootstrap::run(args);
+    }
     let set = ParamSet::from_name(&args.params).with_context(|| {
         format!(
             "unknown parameter set `{}` (known: {})",

@@ -270,11 +270,9 @@ impl BootstrapPlan {
         out
     }
 
-    /// Generates the bootstrapping keys for `sk` (and a fresh ephemeral sparse secret, dropped
-    /// after use). Errors: key generation errors (mismatched parameters, entropy).
-    pub fn generate_keys(&self, kg: &mut KeyGenerator, sk: &SecretKey) -> Result<BootstrapKeys> {
+    /// The Galois elements the circuit needs, each with the highest level it is used at.
+    fn galois_levels(&self) -> std::collections::BTreeMap<u64, usize> {
         let log_n = self.ctx.params().log_n;
-        let top = self.ctx.max_level();
         let mut levels: std::collections::BTreeMap<u64, usize> = Default::default();
         for (step, level) in self.rotations() {
             let g = rotation_element(log_n, step);
@@ -283,9 +281,37 @@ impl BootstrapPlan {
                 *e = (*e).max(level);
             }
         }
-        levels.insert(conjugation_element(log_n), top - self.cfg.cts_levels);
+        levels.insert(
+            conjugation_element(log_n),
+            self.ctx.max_level() - self.cfg.cts_levels,
+        );
+        levels
+    }
+
+    /// (number of Galois keys, bytes of all bootstrapping keys) before generating them: a
+    /// switching key up to level ℓ has ⌈(ℓ + 1)/α⌉ digits of two polynomials over ℓ + 1 + K
+    /// limbs of N words.
+    pub fn key_estimate(&self) -> (usize, usize) {
+        let p = self.ctx.params();
+        let bytes = |level: usize| {
+            (level + 1).div_ceil(p.alpha()) * 2 * (level + 1 + p.p.len()) * p.n() * 8
+        };
+        let galois = self.galois_levels();
+        let top = self.ctx.max_level();
+        let mut total: usize = galois.values().map(|&l| bytes(l)).sum();
+        total += bytes(top - self.cfg.cts_levels);
+        if self.cfg.ephemeral_hamming_weight.is_some() {
+            total += bytes(0) + bytes(top);
+        }
+        (galois.len(), total)
+    }
+
+    /// Generates the bootstrapping keys for `sk` (and a fresh ephemeral sparse secret, dropped
+    /// after use). Errors: key generation errors (mismatched parameters, entropy).
+    pub fn generate_keys(&self, kg: &mut KeyGenerator, sk: &SecretKey) -> Result<BootstrapKeys> {
+        let top = self.ctx.max_level();
         let mut galois = GaloisKeys::default();
-        for (g, level) in levels {
+        for (g, level) in self.galois_levels() {
             galois.insert(kg.galois_key(sk, g, level)?);
         }
         let relin = kg.relin_key(sk, top - self.cfg.cts_levels)?;
