@@ -287,3 +287,86 @@ fn n16_plans_fit_the_chain() {
         assert!(plan.output_level() >= 9);
     }
 }
+
+#[test]
+fn meta_bts_recovers_the_input_precision() {
+    let s = setup(BootParamSet::ToyBootN12);
+    let slots = s.ctx.params().max_slots();
+    let mut cfg = BootstrapConfig::new(slots);
+    cfg.meta_bts = Some(16);
+    let bs = Bootstrapper::new(&s.ctx, &cfg, &s.sk).unwrap();
+    assert_eq!(
+        bs.output_level(),
+        BootParamSet::ToyBootN12.application_levels() - 1
+    );
+    let z = message(slots, false);
+    let pt = s
+        .enc
+        .encode_complex(&z, slots, 0, s.ctx.params().default_scale())
+        .unwrap();
+    let ct = encryptor(&s.ctx).encrypt_sk(&s.sk, &pt).unwrap();
+    let fresh = bits(&s.dec.decrypt_complex(&s.sk, &ct).unwrap(), &z);
+    let out = bs.bootstrap(&ct).unwrap();
+    assert_eq!(out.level(), bs.output_level());
+    assert!((out.scale() / ct.scale() - 1.0).abs() < 1e-12);
+    let b = bits(&s.dec.decrypt_complex(&s.sk, &out).unwrap(), &z);
+    eprintln!(
+        "META-BTS, {slots} slots: {b:.1} bits (fresh input {fresh:.1}), level {}",
+        out.level()
+    );
+    assert!(b >= 28.0, "META-BTS: {b:.1} bits");
+}
+
+#[test]
+fn input_contract_and_typed_errors() {
+    let s = setup(BootParamSet::ToyBootN12);
+    let slots = 16;
+    let bs = Bootstrapper::new(&s.ctx, &BootstrapConfig::new(slots), &s.sk).unwrap();
+    let delta = s.ctx.params().default_scale();
+    let big: Vec<Complex64> = (0..slots)
+        .map(|j| Complex64::new(if j == 3 { 4.0 } else { 0.1 }, 0.0))
+        .collect();
+    let ct = encryptor(&s.ctx)
+        .encrypt_sk(&s.sk, &s.enc.encode_complex(&big, slots, 0, delta).unwrap())
+        .unwrap();
+    assert!(matches!(
+        bs.check_input(&s.sk, &ct),
+        Err(CkksError::InvalidInput(_))
+    ));
+    // Wrong slot count, too large a scale, degree 2.
+    let other = encryptor(&s.ctx)
+        .encrypt_sk(&s.sk, &s.enc.encode_real(&[0.5], 8, 0, delta).unwrap())
+        .unwrap();
+    assert!(matches!(
+        bs.bootstrap(&other),
+        Err(CkksError::InvalidSlots(_))
+    ));
+    let mut scaled = ct.clone();
+    scaled.set_scale(delta * 8.0);
+    assert!(matches!(
+        bs.bootstrap(&scaled),
+        Err(CkksError::InvalidInput(_))
+    ));
+    let eval = Evaluator::new(&s.ctx);
+    let sq = eval.mul_no_relin(&ct, &ct).unwrap();
+    assert!(matches!(
+        bs.bootstrap(&sq),
+        Err(CkksError::CiphertextDegree(2, 1))
+    ));
+    // Plans: bad slot counts and level budgets.
+    assert!(matches!(
+        BootstrapPlan::new(&s.ctx, &BootstrapConfig::new(3)),
+        Err(CkksError::InvalidSlots(_))
+    ));
+    let mut cfg = BootstrapConfig::new(slots);
+    (cfg.cts_levels, cfg.stc_levels) = (5, 5);
+    assert!(matches!(
+        BootstrapPlan::new(&s.ctx, &cfg),
+        Err(CkksError::InvalidParameters(_))
+    ));
+    let small = CkksContext::from_set(ParamSet::ToyN12, Security::InsecureForTesting).unwrap();
+    assert!(matches!(
+        BootstrapPlan::new(&small, &BootstrapConfig::new(16)),
+        Err(CkksError::InvalidParameters(_))
+    ));
+}

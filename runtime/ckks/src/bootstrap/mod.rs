@@ -71,6 +71,11 @@ pub struct BootstrapConfig {
     pub log_message_ratio: u32,
     /// Arcsine correction after the sine (default true; 2 levels).
     pub arcsine: bool,
+    /// META-BTS (Bae, Cheon, Cho, Kim, Kim, "META-BTS: Bootstrapping precision beyond the
+    /// limit", CCS 2022, §3): `Some(k)` bootstraps a second time the error of the first pass,
+    /// scaled by 2^k, and subtracts it; costs one more level and twice the time. Needs the first
+    /// pass to be accurate to ≥ k + 1 bits (default `None`).
+    pub meta_bts: Option<u32>,
 }
 
 impl BootstrapConfig {
@@ -87,6 +92,7 @@ impl BootstrapConfig {
             message_bound: 1.0,
             log_message_ratio: 8,
             arcsine: true,
+            meta_bts: None,
         }
     }
 }
@@ -171,7 +177,8 @@ impl BootstrapPlan {
         let interval = k as f64 + 1.0;
         let eval_mod = EvalModPoly::new(interval, cfg.double_angle, cfg.log2_approx_error)?;
         let evalmod_depth = eval_mod.depth(cfg.arcsine);
-        let depth = cfg.cts_levels + evalmod_depth + cfg.stc_levels;
+        let depth =
+            cfg.cts_levels + evalmod_depth + cfg.stc_levels + usize::from(cfg.meta_bts.is_some());
         let top = p.max_level();
         if depth > top {
             return bad(format!(
@@ -216,7 +223,17 @@ impl BootstrapPlan {
 
     /// Levels consumed by bootstrapping (CtS + EvalMod + StC).
     pub fn depth(&self) -> usize {
+        self.pass_depth() + usize::from(self.cfg.meta_bts.is_some())
+    }
+
+    /// Levels consumed by one pass (CtS + EvalMod + StC).
+    fn pass_depth(&self) -> usize {
         self.cfg.cts_levels + self.eval_mod.depth(self.cfg.arcsine) + self.cfg.stc_levels
+    }
+
+    /// Level after one pass.
+    fn pass_output_level(&self) -> usize {
+        self.ctx.max_level() - self.pass_depth()
     }
 
     /// Level of the bootstrapped ciphertext (levels left for the application).
@@ -263,7 +280,7 @@ impl BootstrapPlan {
         for (i, lt) in self.cts.iter().enumerate() {
             out.extend(lt.rotation_steps().into_iter().map(|s| (s, top - i)));
         }
-        let stc_top = self.output_level() + self.cfg.stc_levels;
+        let stc_top = self.pass_output_level() + self.cfg.stc_levels;
         for (i, lt) in self.stc.iter().enumerate() {
             out.extend(lt.rotation_steps().into_iter().map(|s| (s, stc_top - i)));
         }
@@ -408,11 +425,34 @@ impl Bootstrapper {
     /// returns it at [`Self::output_level`] with the input's scale.
     /// Errors: slot or degree mismatch, scale too large for EvalMod, key errors.
     pub fn bootstrap(&self, ct: &Ciphertext) -> Result<Ciphertext> {
-        self.bootstrap_inspect(ct, &mut |_, _| {})
+        let first = self.bootstrap_inspect(ct, &mut |_, _| {})?;
+        match self.plan.cfg.meta_bts {
+            None => Ok(first),
+            Some(k) => self.refine(ct, &first, k),
+        }
     }
 
-    /// [`Self::bootstrap`] calling `probe(stage, ciphertext)` after each stage ("raise", "cts",
-    /// "evalmod", "stc"), for precision analysis in tests.
+    /// META-BTS second pass: first + BTS((ct − first)·2^k)·2^−k, the last product at the scale of
+    /// the prime it is rescaled by, so the result keeps the input's scale (one level).
+    fn refine(&self, ct: &Ciphertext, first: &Ciphertext, k: u32) -> Result<Ciphertext> {
+        let eval = &self.eval;
+        if k > 40 {
+            return Err(CkksError::InvalidInput(format!(
+                "META-BTS scaling 2^{k} above 2^40"
+            )));
+        }
+        let err = eval.sub(&eval.level_down(ct, 0)?, &eval.level_down(first, 0)?)?;
+        let second = self.bootstrap_inspect(&eval.mul_integer(&err, 1i64 << k)?, &mut |_, _| {})?;
+        let level = first.level;
+        let q = self.plan.ctx.params().q[level] as f64;
+        let mut corr = eval.rescale(&eval.mul_const(&second, (-(k as f64)).exp2(), q)?)?;
+        corr.set_scale(first.scale);
+        eval.add(&eval.level_down(first, level - 1)?, &corr)
+    }
+
+    /// One bootstrapping pass (without the META-BTS refinement) calling `probe(stage,
+    /// ciphertext)` after each stage ("raise", "cts", "evalmod", "stc"), for precision analysis
+    /// in tests.
     pub fn bootstrap_inspect(
         &self,
         ct: &Ciphertext,
@@ -477,7 +517,7 @@ impl Bootstrapper {
             probe("cts", c);
         }
         // 4. EvalMod.
-        let out_evalmod = self.plan.output_level() + self.plan.cfg.stc_levels;
+        let out_evalmod = self.plan.pass_output_level() + self.plan.cfg.stc_levels;
         let moded = parts
             .iter()
             .map(|c| {

@@ -87,6 +87,18 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let pt = Encoder::new(&ctx).encode_complex(&z, slots, 0, p.default_scale())?;
     let ct = Encryptor::new(&ctx)?.encrypt_sk(&sk, &pt)?;
     let (ms, out) = time(args.runs, || Ok(bs.bootstrap(&ct)?))?;
+    if !args.json {
+        // One more pass with stage timestamps (ms since start; full slots run EvalMod twice).
+        let start = std::time::Instant::now();
+        let mut stages = Vec::new();
+        bs.bootstrap_inspect(&ct, &mut |stage, _| {
+            stages.push(format!(
+                "{stage} {:.0}",
+                start.elapsed().as_secs_f64() * 1e3
+            ));
+        })?;
+        eprintln!("stages (ms since start): {}", stages.join(", "));
+    }
     let bits = precision_bits(&z, &Decryptor::new(&ctx).decrypt_complex(&sk, &out)?);
     if args.json {
         let out = serde_json::json!({
