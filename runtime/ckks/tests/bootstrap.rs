@@ -370,3 +370,17 @@ fn input_contract_and_typed_errors() {
         Err(CkksError::InvalidParameters(_))
     ));
 }
+
+/// N = 2^16 full (complex) and sparse (2^12, real) slots: ≥ 20 bits with ≥ 9 levels left
+/// (release build, a few minutes and ≈ 7 GB per bootstrapper):
+/// `cargo test --release -p cachemir-ckks --test bootstrap -- --ignored --nocapture n16_boot`.
+#[test]
+#[ignore]
+fn n16_bootstrap_full_and_sparse() {
+    let s = setup(BootParamSet::N16BootFull);
+    for (slots, real) in [(1 << 15, false), (1 << 12, true)] {
+        let (b, level) = bootstrap_case(&s, slots, real);
+        assert!(b >= 20.0, "{slots} slots: {b:.1} bits");
+        assert!(level >= 9, "{slots} slots: level {level}");
+    }
+}

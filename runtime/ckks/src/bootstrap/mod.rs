@@ -33,7 +33,7 @@ use crate::context::CkksContext;
 use crate::encrypt::Decryptor;
 use crate::error::{CkksError, Result};
 use crate::keys::{GaloisKeys, KeyGenerator, RelinKey, SecretKey, SwitchingKey};
-use crate::ops::{Evaluator, LinearTransform};
+use crate::ops::{EncodedLinearTransform, Evaluator, LinearTransform};
 use crate::params::SecretDistribution;
 use crate::ring::automorphism::{conjugation_element, rotation_element};
 
@@ -76,6 +76,10 @@ pub struct BootstrapConfig {
     /// scaled by 2^k, and subtracts it; costs one more level and twice the time. Needs the first
     /// pass to be accurate to ≥ k + 1 bits (default `None`).
     pub meta_bts: Option<u32>,
+    /// Encode the DFT diagonals once when the [`Bootstrapper`] is built (default true): saves
+    /// their encoding on every call (≈ 20% of a bootstrapping at N = 2^16) for memory of one
+    /// polynomial over Q_ℓ·P per diagonal (≈ 4.6 GiB at N16BootFull, full slots).
+    pub precompute_transforms: bool,
 }
 
 impl BootstrapConfig {
@@ -93,6 +97,7 @@ impl BootstrapConfig {
             log_message_ratio: 8,
             arcsine: true,
             meta_bts: None,
+            precompute_transforms: true,
         }
     }
 }
@@ -351,12 +356,14 @@ impl BootstrapPlan {
     }
 }
 
-/// A bootstrapping circuit with its keys.
+/// A bootstrapping circuit with its keys (and, optionally, its encoded DFT diagonals).
 #[derive(Debug, Clone)]
 pub struct Bootstrapper {
     plan: BootstrapPlan,
     keys: BootstrapKeys,
     eval: Evaluator,
+    /// CtS and StC transforms encoded at their levels (`precompute_transforms`).
+    encoded: Option<(Vec<EncodedLinearTransform>, Vec<EncodedLinearTransform>)>,
 }
 
 impl Bootstrapper {
@@ -378,7 +385,25 @@ impl Bootstrapper {
             ));
         }
         let eval = Evaluator::new(&plan.ctx);
-        Ok(Bootstrapper { plan, keys, eval })
+        let encoded = if plan.cfg.precompute_transforms {
+            let top = plan.ctx.max_level();
+            let stc_top = plan.pass_output_level() + plan.cfg.stc_levels;
+            let encode = |lts: &[LinearTransform], first: usize| {
+                lts.iter()
+                    .enumerate()
+                    .map(|(i, lt)| lt.encode(&plan.ctx, first - i))
+                    .collect::<Result<Vec<_>>>()
+            };
+            Some((encode(&plan.cts, top)?, encode(&plan.stc, stc_top)?))
+        } else {
+            None
+        };
+        Ok(Bootstrapper {
+            plan,
+            keys,
+            eval,
+            encoded,
+        })
     }
 
     /// The plan (depth, levels, range, precision estimate).
@@ -405,6 +430,15 @@ impl Bootstrapper {
     pub fn key_bytes(&self) -> usize {
         self.keys.size_bytes()
     }
+    /// Bytes of the pre-encoded DFT diagonals (0 without `precompute_transforms`).
+    pub fn precomputed_bytes(&self) -> usize {
+        self.encoded.as_ref().map_or(0, |(c, s)| {
+            c.iter()
+                .chain(s)
+                .map(EncodedLinearTransform::size_bytes)
+                .sum()
+        })
+    }
 
     /// Debug check of the input contract on test/simulation paths: decrypts `ct` and fails with
     /// [`CkksError::InvalidInput`] if some |slot| exceeds the declared bound (bootstrapping such
@@ -429,6 +463,27 @@ impl Bootstrapper {
         match self.plan.cfg.meta_bts {
             None => Ok(first),
             Some(k) => self.refine(ct, &first, k),
+        }
+    }
+
+    /// Group `i` of a DFT (not rescaled), from the encoded diagonals when precomputed.
+    fn dft(&self, ct: &Ciphertext, kind: DftKind, i: usize) -> Result<Ciphertext> {
+        let gks = &self.keys.galois;
+        match &self.encoded {
+            Some((cts, stc)) => {
+                let lt = match kind {
+                    DftKind::CoeffsToSlots => &cts[i],
+                    DftKind::SlotsToCoeffs => &stc[i],
+                };
+                self.eval.linear_transform_encoded(ct, lt, gks)
+            }
+            None => {
+                let lt = match kind {
+                    DftKind::CoeffsToSlots => &self.plan.cts[i],
+                    DftKind::SlotsToCoeffs => &self.plan.stc[i],
+                };
+                self.eval.linear_transform(ct, lt, gks)
+            }
         }
     }
 
@@ -502,8 +557,8 @@ impl Bootstrapper {
         x.scale = self.plan.raise_scale;
         x.slots = if full { n } else { 2 * n };
         probe("raise", &x);
-        for lt in &self.plan.cts {
-            x = eval.rescale(&eval.linear_transform(&x, lt, gks)?)?;
+        for i in 0..self.plan.cts.len() {
+            x = eval.rescale(&self.dft(&x, DftKind::CoeffsToSlots, i)?)?;
         }
         let conj = eval.conjugate(&x, gks)?;
         let parts = if full {
@@ -540,8 +595,8 @@ impl Bootstrapper {
             [u] => u.clone(),
             _ => unreachable!("one or two EvalMod outputs"),
         };
-        for lt in &self.plan.stc {
-            y = eval.rescale(&eval.linear_transform(&y, lt, gks)?)?;
+        for i in 0..self.plan.stc.len() {
+            y = eval.rescale(&self.dft(&y, DftKind::SlotsToCoeffs, i)?)?;
         }
         y.slots = n;
         y.scale = in_scale;

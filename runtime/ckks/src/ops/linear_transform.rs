@@ -16,6 +16,7 @@ use rayon::prelude::*;
 use super::Evaluator;
 use super::keyswitch::mod_down;
 use crate::ciphertext::Ciphertext;
+use crate::context::CkksContext;
 use crate::encoding::Encoder;
 use crate::error::{CkksError, Result};
 use crate::keys::GaloisKeys;
@@ -112,6 +113,64 @@ impl LinearTransform {
     }
 }
 
+/// A [`LinearTransform`] with its diagonals encoded once at one level (each rotated by its
+/// giant step, over Q_ℓ·P, scale q_ℓ), for repeated application with
+/// [`Evaluator::linear_transform_encoded`] (e.g. the bootstrapping DFTs): trades memory
+/// (one polynomial of ℓ + 1 + K limbs per diagonal) for the per-call encoding.
+#[derive(Debug, Clone)]
+pub struct EncodedLinearTransform {
+    slots: usize,
+    level: usize,
+    params_id: u64,
+    baby_steps: Vec<usize>,
+    /// giant step g ↦ (baby step b, encoded rot_{−g}(d_{g+b})).
+    giants: BTreeMap<usize, Vec<(usize, RnsPoly)>>,
+}
+
+impl EncodedLinearTransform {
+    /// The level the diagonals are encoded at (the input ciphertext's level).
+    pub fn level(&self) -> usize {
+        self.level
+    }
+    /// In-memory size of the encoded diagonals, bytes.
+    pub fn size_bytes(&self) -> usize {
+        self.giants
+            .values()
+            .flatten()
+            .map(|(_, p)| p.data().len() * 8)
+            .sum()
+    }
+}
+
+impl LinearTransform {
+    /// Encodes the diagonals for ciphertexts at `level` (see [`EncodedLinearTransform`]).
+    /// Errors: level out of range, diagonals that do not fit the modulus.
+    pub fn encode(&self, ctx: &CkksContext, level: usize) -> Result<EncodedLinearTransform> {
+        ctx.check_level(level)?;
+        let (n, n1) = (self.slots, self.n1);
+        let pt_scale = ctx.params().q[level] as f64;
+        let encoder = Encoder::new(ctx);
+        let mut giants: BTreeMap<usize, Vec<(usize, RnsPoly)>> = BTreeMap::new();
+        for (&k, d) in &self.diagonals {
+            let g = k - k % n1;
+            // rot_{−g}(d)[j] = d[j − g]
+            let shifted: Vec<Complex64> = (0..n).map(|j| d[(j + n - g) % n]).collect();
+            let pt = encoder.encode_ext(&shifted, n, level, pt_scale)?;
+            giants.entry(g).or_default().push((k % n1, pt));
+        }
+        let mut baby_steps: Vec<usize> = self.diagonals.keys().map(|&k| k % n1).collect();
+        baby_steps.sort_unstable();
+        baby_steps.dedup();
+        Ok(EncodedLinearTransform {
+            slots: n,
+            level,
+            params_id: ctx.id(),
+            baby_steps,
+            giants,
+        })
+    }
+}
+
 impl Evaluator {
     /// y = M·x with BSGS and double-hoisted baby steps. Diagonals are encoded at the ciphertext's level
     /// with scale q_ℓ, so the output (not rescaled) has scale ct.scale·q_ℓ and returns to ct.scale
@@ -123,28 +182,35 @@ impl Evaluator {
         gks: &GaloisKeys,
     ) -> Result<Ciphertext> {
         self.ctx.check_id(ct.params_id)?;
+        let enc = lt.encode(&self.ctx, ct.level)?;
+        self.linear_transform_encoded(ct, &enc, gks)
+    }
+
+    /// [`Evaluator::linear_transform`] with pre-encoded diagonals. Errors: parameter, level or
+    /// slot mismatch, missing Galois keys.
+    pub fn linear_transform_encoded(
+        &self,
+        ct: &Ciphertext,
+        lt: &EncodedLinearTransform,
+        gks: &GaloisKeys,
+    ) -> Result<Ciphertext> {
+        self.ctx.check_id(ct.params_id)?;
+        self.ctx.check_id(lt.params_id)?;
         if ct.slots != lt.slots {
             return Err(CkksError::InvalidSlots(format!(
                 "transform on {} slots, ciphertext has {}",
                 lt.slots, ct.slots
             )));
         }
-        let n = lt.slots;
-        let n1 = lt.n1;
+        if ct.level != lt.level {
+            return Err(CkksError::LevelMismatch(ct.level, lt.level));
+        }
         let level = ct.level;
         let pt_scale = self.ctx.params().q[level] as f64;
-        let encoder = Encoder::new(&self.ctx);
-        // Group diagonals by giant step.
-        let mut giants: BTreeMap<usize, Vec<(usize, &Vec<Complex64>)>> = BTreeMap::new();
-        for (&k, d) in &lt.diagonals {
-            giants.entry(k - k % n1).or_default().push((k % n1, d));
-        }
-        let mut baby_steps: Vec<usize> = lt.diagonals.keys().map(|&k| k % n1).collect();
-        baby_steps.sort_unstable();
-        baby_steps.dedup();
         // Look every key up (and check its level) before any work.
         let log_n = self.ctx.params().log_n;
-        let baby_keys = baby_steps
+        let baby_keys = lt
+            .baby_steps
             .iter()
             .map(|&b| {
                 let g = rotation_element(log_n, b as i64);
@@ -156,12 +222,13 @@ impl Evaluator {
                 Ok(Some(key))
             })
             .collect::<Result<Vec<_>>>()?;
-        for &g in giants.keys().filter(|&&g| g != 0) {
+        for &g in lt.giants.keys().filter(|&&g| g != 0) {
             gks.for_step(log_n, g as i64)?.key.check(&self.ctx, level)?;
         }
         // Double hoisting: baby rotations stay in Q_ℓ·P (scaled by P).
         let hoisted = self.hoist(ct)?;
-        let babies: BTreeMap<usize, (RnsPoly, RnsPoly)> = baby_steps
+        let babies: BTreeMap<usize, (RnsPoly, RnsPoly)> = lt
+            .baby_steps
             .par_iter()
             .zip(baby_keys.par_iter())
             .map(|(&b, key)| (b, self.rotate_ext(&hoisted, *key)))
@@ -169,17 +236,14 @@ impl Evaluator {
         let ext_tables = self.ctx.ext_tables(level);
         let n_ring = self.ctx.n();
         let mut result: Option<Ciphertext> = None;
-        for (&g, terms) in &giants {
+        for (&g, terms) in &lt.giants {
             let ext = ext_tables.len();
             let mut inner0 = RnsPoly::zero(n_ring, ext);
             let mut inner1 = RnsPoly::zero(n_ring, ext);
-            for &(b, d) in terms {
-                // rot_{−g}(d)[j] = d[j − g]
-                let shifted: Vec<Complex64> = (0..n).map(|j| d[(j + n - g) % n]).collect();
-                let pt = encoder.encode_ext(&shifted, n, level, pt_scale)?;
-                let (r0, r1) = &babies[&b];
-                inner0.mul_acc(&pt, r0, &ext_tables);
-                inner1.mul_acc(&pt, r1, &ext_tables);
+            for (b, pt) in terms {
+                let (r0, r1) = &babies[b];
+                inner0.mul_acc(pt, r0, &ext_tables);
+                inner1.mul_acc(pt, r1, &ext_tables);
             }
             let (u0, u1) = rayon::join(
                 || mod_down(&self.ctx, &inner0, level, &|_, _| {}),

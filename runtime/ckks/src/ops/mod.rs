@@ -7,7 +7,7 @@ pub mod keyswitch;
 pub mod linear_transform;
 mod rotate;
 
-pub use linear_transform::LinearTransform;
+pub use linear_transform::{EncodedLinearTransform, LinearTransform};
 pub use rotate::HoistedCiphertext;
 
 use crate::context::CkksContext;

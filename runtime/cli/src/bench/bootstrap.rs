@@ -97,7 +97,11 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 start.elapsed().as_secs_f64() * 1e3
             ));
         })?;
-        eprintln!("stages (ms since start): {}", stages.join(", "));
+        eprintln!(
+            "stages (ms since start): {}; pre-encoded DFT diagonals {:.0} MiB",
+            stages.join(", "),
+            bs.precomputed_bytes() as f64 / (1u64 << 20) as f64
+        );
     }
     let bits = precision_bits(&z, &Decryptor::new(&ctx).decrypt_complex(&sk, &out)?);
     if args.json {
@@ -123,6 +127,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 "depth": bs.depth(),
                 "expected_precision_bits": bs.expected_precision_bits(),
                 "key_bytes": bs.key_bytes(),
+                "precomputed_bytes": bs.precomputed_bytes(),
                 "keygen_ms": keygen_ms,
             }],
         });
