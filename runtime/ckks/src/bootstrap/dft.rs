@@ -57,9 +57,14 @@ fn scale_rows(d: &mut Diagonals, v: &[Complex64]) {
 }
 
 /// Periodic extension of an n-slot map to `slots` = 2n slots (valid on n-periodic inputs).
+/// Offsets above n/2 (negative rotations) are moved by n so that they stay next to 0 modulo
+/// 2n, which keeps the BSGS split small.
 fn replicate(d: &Diagonals, n: usize, slots: usize) -> Diagonals {
     d.iter()
-        .map(|(&k, v)| (k, (0..slots).map(|j| v[j % n]).collect()))
+        .map(|(&k, v)| {
+            let k = if k > n / 2 { k + slots - n } else { k };
+            (k, (0..slots).map(|j| v[j % n]).collect())
+        })
         .collect()
 }
 
