@@ -384,3 +384,33 @@ fn n16_bootstrap_full_and_sparse() {
         assert!(level >= 9, "{slots} slots: level {level}");
     }
 }
+
+#[test]
+fn encoded_transforms_match_and_check_levels() {
+    use cachemir_ckks::bootstrap::{DftKind, dft_transforms};
+    let s = setup(BootParamSet::ToyBootN12);
+    let slots = 32;
+    let top = s.ctx.max_level();
+    let lts = dft_transforms(DftKind::SlotsToCoeffs, slots, false, 2, 1.0).unwrap();
+    let lt = &lts[0];
+    let mut kg = KeyGenerator::with_rng(&s.ctx, Csprng::from_seed([3; 32]));
+    let gks = kg
+        .galois_keys(&s.sk, &lt.rotation_steps(), false, top)
+        .unwrap();
+    let eval = Evaluator::new(&s.ctx);
+    let z = message(2 * slots, true);
+    let pt = s
+        .enc
+        .encode_complex(&z, 2 * slots, top, 2f64.powi(50))
+        .unwrap();
+    let ct = encryptor(&s.ctx).encrypt_sk(&s.sk, &pt).unwrap();
+    let enc = lt.encode(&s.ctx, top).unwrap();
+    let a = eval.linear_transform(&ct, lt, &gks).unwrap();
+    let b = eval.linear_transform_encoded(&ct, &enc, &gks).unwrap();
+    assert_eq!(a, b);
+    let low = eval.level_down(&ct, top - 1).unwrap();
+    assert!(matches!(
+        eval.linear_transform_encoded(&low, &enc, &gks),
+        Err(CkksError::LevelMismatch(_, _))
+    ));
+}

@@ -4,23 +4,28 @@
 //! Pipeline (Cheon–Han–Kim–Kim–Song, EUROCRYPT 2018; Bossuat et al., EUROCRYPT 2021; Bossuat,
 //! Troncoso-Pastoriza, Hubaux, ePrint 2022/024), for a ciphertext of n slots at any level:
 //!
-//! 1. level-down to 0; switch to the ephemeral sparse secret s' (Hamming weight h, level-0 key);
-//!    ModRaise to the top level L, where it decrypts to m + q_0·I, ‖I‖_∞ ≤ K
+//! 1. level-down to 0 and multiply by the integer F = round(q_0/(Δ·2^ratio)) (message ratio,
+//!    exact, no level); switch to the ephemeral sparse secret s' (Hamming weight h, level-0
+//!    key); ModRaise to the top level L, where it decrypts to F·m + q_0·I, ‖I‖_∞ ≤ K
 //!    ([`eval_mod::range_bound`]); switch back to the dense secret (level-L key);
-//! 2. sparse slots: the trace onto Y = X^{N/(2n)} (log2(N/(2n)) rotations, no level);
+//! 2. sparse slots: the normalized trace onto Y = X^{N/(2n)} (log2(N/(2n)) rotations, no level);
 //! 3. CoeffsToSlots: `cts_levels` BSGS linear transforms with double-hoisted baby steps
 //!    ([`dft`]), then a conjugation to split real and imaginary parts: the slots hold
-//!    y = (I + m/q_0)/K' in bit-reversed order (two ciphertexts for full slots);
-//! 4. EvalMod ([`eval_mod`]): scaled cosine + r double angles = sin(2πx) ≈ 2π·m/q_0;
-//! 5. SlotsToCoeffs: `stc_levels` linear transforms with q_0/(2π·Δ) folded in.
+//!    y = (I + F·m/q_0)/K' in bit-reversed order (two ciphertexts for full slots);
+//! 4. EvalMod ([`eval_mod`]): scaled cosine + r double angles = sin(2πx), then the arcsine
+//!    correction ≈ 2π·F·m/q_0;
+//! 5. SlotsToCoeffs: `stc_levels` linear transforms with q_0/(2π·F·scale) folded in;
+//! 6. optionally META-BTS: a second pass on the scaled error of the first (one more level).
 //!
-//! Every scalar but the exact 1/(N/(2n)) of the trace (1/K', 1/2, q_0/(2π·scale)) is folded into the DFT matrices, so the depth is
-//! exactly cts_levels + EvalMod depth + stc_levels. Scales are tracked exactly; the output has the
+//! Every scalar but the exact 1/(N/(2n)) of the trace (1/K', 1/2, q_0/(2π·F·scale)) is folded
+//! into the DFT matrices (spread over their groups), so the depth is exactly cts_levels +
+//! EvalMod depth + stc_levels (+ 1 for META-BTS). Scales are tracked exactly; the output has the
 //! input's scale.
 //!
-//! Input contract: |slot| ≤ `message_bound` (default 1). The approximation sin(2πm/q_0)/(2π) of
-//! m/q_0 loses accuracy as (2π·bound·Δ/q_0)²/6 and breaks down beyond; use
-//! [`Bootstrapper::check_input`] on test/simulation paths (it decrypts) to flag violations.
+//! Input contract: |slot| ≤ `message_bound` (default 1). With the arcsine, the estimate of
+//! F·m/q_0 = ε errs by ≈ 3(2πε)⁵/(40·2π), ε ≤ bound·2^−ratio; far beyond the bound the sine
+//! wraps around and the output is garbage. Use [`Bootstrapper::check_input`] on
+//! test/simulation paths (it decrypts) to flag violations.
 
 pub mod dft;
 pub mod eval_mod;

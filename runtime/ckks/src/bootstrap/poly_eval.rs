@@ -188,7 +188,7 @@ impl Powers<'_> {
 /// Evaluates p(y) = Σ_k c_k T_k(y) on the slots of `y` (values in [−1, 1] for a stable result),
 /// returning a ciphertext at `out_level` with scale exactly `out_scale`.
 ///
-/// Needs y.level() ≥ out_level + [`chebyshev_depth`](d) and a relinearization key up to
+/// Needs y.level() ≥ out_level + [`chebyshev_depth`]\(d\) and a relinearization key up to
 /// y.level(). Costs about d/4 + log2 d + 4 ct-ct products for d ≥ 8. Errors: [`CkksError::LevelTooLow`],
 /// [`CkksError::InvalidInput`] for an empty or non-finite coefficient vector, and the errors of
 /// the underlying operations (keys, levels).
