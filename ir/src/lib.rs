@@ -23,8 +23,8 @@ pub mod tensor;
 pub use dtype::{DType, Secrecy, TensorType};
 pub use error::{IrError, ShapeError};
 pub use graph::{Graph, GraphOutput, Hints, InputRole, Node, OutputRole, SourceLocation, ValueRef};
-/// Index of a node in a [`Graph`].
-pub use petgraph::stable_graph::NodeIndex;
 pub use interp::{Interpreter, Precision};
 pub use op::{BinaryOp, CompareOp, GeluApproximation, Op, ReduceOp, UnaryOp};
+/// Index of a node in a [`Graph`].
+pub use petgraph::stable_graph::NodeIndex;
 pub use tensor::Tensor;
