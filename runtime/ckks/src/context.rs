@@ -41,6 +41,9 @@ pub(crate) struct Inner {
     pub encoder: EncoderTables,
     /// IFMA reduction constants per modulus (q then p) where the vector kernels apply.
     pub ifma: Vec<Option<Reducer>>,
+    /// The security requirement the context was built with (also applied to bootstrapping's
+    /// sparse-secret encapsulation key).
+    pub security: Security,
 }
 
 /// A CKKS context. All objects (keys, ciphertexts, plaintexts) carry the context's parameter id,
@@ -134,6 +137,7 @@ impl CkksContext {
                 p_inv,
                 encoder,
                 ifma,
+                security,
             }),
         })
     }
@@ -141,6 +145,11 @@ impl CkksContext {
     /// Context for a named set (toy sets require [`Security::InsecureForTesting`]).
     pub fn from_set(set: ParamSet, security: Security) -> Result<Self> {
         Self::new(set.params(), security)
+    }
+
+    /// The security requirement the context was built with.
+    pub fn security(&self) -> Security {
+        self.inner.security
     }
 
     /// The parameters.

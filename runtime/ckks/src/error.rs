@@ -29,6 +29,23 @@ pub enum CkksError {
         /// The secret distribution, in words.
         secret: String,
     },
+    /// A key encrypted under a sparse secret (the ephemeral secret of bootstrapping's
+    /// sparse-secret encapsulation) has a modulus above the sparse-secret bound
+    /// ([`crate::params::security::max_log_q_sparse_key`]).
+    #[error(
+        "insecure sparse-secret key: log2(modulus) = {log_q:.1} bits exceeds the bound of {bound} \
+         bits for N = 2^{log_n} with a Hamming-weight-{hamming_weight} secret"
+    )]
+    InsecureSparseKey {
+        /// log2 of the key's modulus (q_0·P'), in bits.
+        log_q: f64,
+        /// The largest admissible log2 of the modulus, in bits.
+        bound: u32,
+        /// log2 of the ring degree.
+        log_n: u32,
+        /// Hamming weight of the sparse secret.
+        hamming_weight: usize,
+    },
     /// Two operands (or an operand and a key) come from different parameter sets.
     #[error(
         "parameter mismatch: object made under parameter id {found:016x}, context is {expected:016x}"

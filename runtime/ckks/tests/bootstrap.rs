@@ -414,3 +414,96 @@ fn encoded_transforms_match_and_check_levels() {
         Err(CkksError::LevelMismatch(_, _))
     ));
 }
+
+/// The dense → sparse encapsulation key lives over q_0·P' (one special prime: 2 limbs), not over
+/// q_0·P; the sparse → dense key keeps the full Q_L·P; the a-priori size estimate matches.
+#[test]
+fn encapsulation_key_modulus_is_q0_times_one_special_prime() {
+    use cachemir_ckks::bootstrap::mod_raise::ENCAPSULATION_SPECIAL_PRIMES;
+    let s = setup(BootParamSet::ToyBootN12);
+    let plan = BootstrapPlan::new(&s.ctx, &BootstrapConfig::new(8)).unwrap();
+    let mut kg = KeyGenerator::with_rng(&s.ctx, Csprng::from_seed([5; 32]));
+    let keys = plan.generate_keys(&mut kg, &s.sk).unwrap();
+    let p = s.ctx.params();
+    let enc = keys.to_sparse.as_ref().unwrap();
+    assert_eq!(ENCAPSULATION_SPECIAL_PRIMES, 1);
+    assert_eq!(enc.num_limbs(), 2);
+    assert_eq!(enc.num_special(), 1);
+    assert_eq!(enc.hamming_weight(), 32);
+    let want = (p.q[0] as f64).log2() + (p.p[0] as f64).log2();
+    assert!((enc.log_modulus(&s.ctx) - want).abs() < 1e-9);
+    assert!(enc.log_modulus(&s.ctx) <= 128.0);
+    assert_eq!(enc.size_bytes(), 2 * 2 * s.ctx.n() * 8);
+    let dense = keys.to_dense.as_ref().unwrap();
+    assert_eq!(dense.level(), s.ctx.max_level());
+    assert_eq!(plan.key_estimate().1, keys.size_bytes());
+}
+
+/// Switching a level-0 ciphertext to the sparse secret over q_0·P' adds the key noise divided
+/// by P' only (d·e/P' ≈ (q_0/P')·σ·sqrt(N/12) per coefficient, about 2^6 at N = 2^12): about 38
+/// bits at scale q_0/2^8 (fresh: about 43), far above the 27 – 34 bits bootstrapping reaches.
+#[test]
+fn encapsulation_switch_keeps_level0_precision() {
+    use cachemir_ckks::bootstrap::mod_raise::{EncapsulationKey, sparse_secret};
+    let s = setup(BootParamSet::ToyBootN12);
+    let sparse = sparse_secret(&s.ctx, 32).unwrap();
+    let mut kg = KeyGenerator::with_rng(&s.ctx, Csprng::from_seed([6; 32]));
+    let key = EncapsulationKey::generate(&mut kg, &s.ctx, &s.sk, &sparse).unwrap();
+    let slots = s.ctx.params().max_slots();
+    let z = message(slots, false);
+    // Scale near q_0/2^8, as bootstrapping's pre-multiplied input.
+    let scale = (s.ctx.params().q[0] as f64) / 2f64.powi(8);
+    let pt = s.enc.encode_complex(&z, slots, 0, scale).unwrap();
+    let ct = encryptor(&s.ctx).encrypt_sk(&s.sk, &pt).unwrap();
+    let before = bits(&s.dec.decrypt_complex(&s.sk, &ct).unwrap(), &z);
+    let sw = key.switch(&s.ctx, &ct).unwrap();
+    let after = bits(&s.dec.decrypt_complex(&sparse, &sw).unwrap(), &z);
+    eprintln!("level-0 switch to the sparse secret: {before:.1} -> {after:.1} bits");
+    assert!(after >= 36.0, "{before:.1} -> {after:.1} bits");
+    let eval = Evaluator::new(&s.ctx);
+    let up = eval.level_down(&ct, 0).unwrap();
+    assert!(key.switch(&s.ctx, &up).is_ok());
+    let high = encryptor(&s.ctx)
+        .encrypt_sk(&s.sk, &s.enc.encode_complex(&z, slots, 1, scale).unwrap())
+        .unwrap();
+    assert!(matches!(
+        key.switch(&s.ctx, &high),
+        Err(CkksError::LevelMismatch(1, 0))
+    ));
+}
+
+/// At N = 2^16 (128-bit context) the encapsulation key's modulus q_0·P' (120 bits) passes the
+/// sparse-secret bound, and a key under the h = 32 secret over q_0·P (420 bits) is refused.
+#[test]
+fn encapsulation_key_meets_the_sparse_secret_bound_at_n16() {
+    use cachemir_ckks::bootstrap::mod_raise::{EncapsulationKey, sparse_secret};
+    use cachemir_ckks::params::security::max_log_q_sparse_key;
+    let ctx = CkksContext::new(
+        BootParamSet::N16BootFull.params().unwrap(),
+        Security::Bits128,
+    )
+    .unwrap();
+    let mut kg = KeyGenerator::with_rng(&ctx, Csprng::from_seed([9; 32]));
+    let sk = kg.secret_key();
+    let sparse = sparse_secret(&ctx, 32).unwrap();
+    let key = EncapsulationKey::generate(&mut kg, &ctx, &sk, &sparse).unwrap();
+    let bound = max_log_q_sparse_key(16, 32).unwrap();
+    eprintln!(
+        "N16BootFull encapsulation key: {} limbs, log2(q_0·P') = {:.1} bits (bound {bound})",
+        key.num_limbs(),
+        key.log_modulus(&ctx)
+    );
+    assert_eq!(key.num_limbs(), 2);
+    assert!(key.log_modulus(&ctx) <= bound as f64);
+    assert!(matches!(
+        kg.switching_key_between(&sk, &sparse, 0),
+        Err(CkksError::InsecureSparseKey {
+            bound: 128,
+            hamming_weight: 32,
+            ..
+        })
+    ));
+    // The sparse → dense key is under the dense secret: allowed at the top level.
+    let top = ctx.max_level();
+    assert!(kg.switching_key_between(&sparse, &sk, top).is_ok());
+}

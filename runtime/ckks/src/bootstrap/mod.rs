@@ -5,8 +5,8 @@
 //! Troncoso-Pastoriza, Hubaux, ePrint 2022/024), for a ciphertext of n slots at any level:
 //!
 //! 1. level-down to 0 and multiply by the integer F = round(q_0/(Δ·2^ratio)) (message ratio,
-//!    exact, no level); switch to the ephemeral sparse secret s' (Hamming weight h, level-0
-//!    key); ModRaise to the top level L, where it decrypts to F·m + q_0·I, ‖I‖_∞ ≤ K
+//!    exact, no level); switch to the ephemeral sparse secret s' (Hamming weight h; key over
+//!    q_0·P' with one special prime, [`mod_raise::EncapsulationKey`]); ModRaise to the top level L, where it decrypts to F·m + q_0·I, ‖I‖_∞ ≤ K
 //!    ([`eval_mod::range_bound`]); switch back to the dense secret (level-L key);
 //! 2. sparse slots: the normalized trace onto Y = X^{N/(2n)} (log2(N/(2n)) rotations, no level);
 //! 3. CoeffsToSlots: `cts_levels` BSGS linear transforms with double-hoisted baby steps
@@ -116,8 +116,8 @@ pub struct BootstrapKeys {
     pub galois: GaloisKeys,
     /// Relinearization key.
     pub relin: RelinKey,
-    /// s → s' at level 0 (None without encapsulation).
-    pub to_sparse: Option<SwitchingKey>,
+    /// s → s' at level 0 over the reduced modulus q_0·P' (None without encapsulation).
+    pub to_sparse: Option<mod_raise::EncapsulationKey>,
     /// s' → s at level L (None without encapsulation).
     pub to_dense: Option<SwitchingKey>,
 }
@@ -328,7 +328,9 @@ impl BootstrapPlan {
         let mut total: usize = galois.values().map(|&l| bytes(l)).sum();
         total += bytes(top - self.cfg.cts_levels);
         if self.cfg.ephemeral_hamming_weight.is_some() {
-            total += bytes(0) + bytes(top);
+            // The dense → sparse key: one digit over q_0·P'.
+            let encaps = 2 * (1 + mod_raise::ENCAPSULATION_SPECIAL_PRIMES) * p.n() * 8;
+            total += encaps + bytes(top);
         }
         (galois.len(), total)
     }
@@ -346,7 +348,9 @@ impl BootstrapPlan {
             Some(h) => {
                 let sparse = mod_raise::sparse_secret(&self.ctx, h)?;
                 (
-                    Some(kg.switching_key_between(sk, &sparse, 0)?),
+                    Some(mod_raise::EncapsulationKey::generate(
+                        kg, &self.ctx, sk, &sparse,
+                    )?),
                     Some(kg.switching_key_between(&sparse, sk, top)?),
                 )
             }
@@ -547,7 +551,7 @@ impl Bootstrapper {
         // 1. ModRaise (with encapsulation).
         let mut low = eval.mul_integer(&eval.level_down(ct, 0)?, self.plan.premul)?;
         if let Some(k) = &keys.to_sparse {
-            low = eval.switch_key(&low, k)?;
+            low = k.switch(ctx, &low)?;
         }
         let mut x = mod_raise::mod_raise(ctx, &low, top)?;
         if let Some(k) = &keys.to_dense {

@@ -4,9 +4,10 @@
 use rayon::prelude::*;
 
 use super::{GaloisKey, GaloisKeys, PublicKey, RelinKey, SecretKey, SwitchingKey};
-use crate::context::CkksContext;
+use crate::context::{CkksContext, Security};
 use crate::error::{CkksError, Result};
 use crate::params::SecretDistribution;
+use crate::params::security::{MIN_SPARSE_HAMMING_WEIGHT, check_sparse_key};
 use crate::ring::automorphism::{
     conjugation_element, inverse_element, ntt_permutation, permute_ntt, rotation_element,
 };
@@ -141,8 +142,12 @@ impl KeyGenerator {
     }
 
     /// A key switching ciphertexts from secret `from` to secret `to` (same parameters), up to
-    /// `level`; e.g. for sparse-secret encapsulation in bootstrapping (Bossuat et al., ePrint
-    /// 2022/024). Use with [`crate::Evaluator::switch_key`].
+    /// `level`; e.g. the sparse → dense key of sparse-secret encapsulation in bootstrapping
+    /// (Bossuat et al., ePrint 2022/024). Use with [`crate::Evaluator::switch_key`]. In a
+    /// [`Security::Bits128`] context, a `to` secret of Hamming weight below 192 (not covered by the
+    /// security table) must pass [`crate::params::security::check_sparse_key`] for Q_ℓ·P:
+    /// [`CkksError::InsecureSparseKey`] otherwise (the dense → sparse encapsulation key is
+    /// [`crate::bootstrap::mod_raise::EncapsulationKey`], over q_0·P').
     pub fn switching_key_between(
         &mut self,
         from: &SecretKey,
@@ -152,9 +157,74 @@ impl KeyGenerator {
         self.ctx.check_id(from.params_id)?;
         self.ctx.check_id(to.params_id)?;
         self.ctx.check_level(level)?;
+        // The key is an RLWE sample under `to`: a secret sparser than the security table covers
+        // must satisfy the sparse-key bound on its modulus Q_ℓ·P.
+        let weight = to.coeffs.iter().filter(|&&c| c != 0).count();
+        if self.ctx.security() == Security::Bits128 && weight < MIN_SPARSE_HAMMING_WEIGHT {
+            let p = self.ctx.params();
+            let log_q = p.q[..=level]
+                .iter()
+                .chain(&p.p)
+                .map(|&m| (m as f64).log2())
+                .sum();
+            check_sparse_key(p.log_n, weight, log_q)?;
+        }
         let s_in = from.ext_part(&self.ctx, level);
         let s_out = to.ext_part(&self.ctx, level);
         Ok(self.switching_key(&s_in, &s_out, level))
+    }
+
+    /// A level-0 switching key from `from` to `to` over the reduced modulus q_0·p_0…p_{k'−1}
+    /// (k' = `num_special` of the K special primes), one digit:
+    /// (b, a) with b = −a·s_to + e + P'·s_from, P' = p_0⋯p_{k'−1}. Limbs: q_0, then p_0 … p_{k'−1}
+    /// (NTT form). Used for the dense → sparse key of sparse-secret encapsulation, whose modulus
+    /// must stay small (see [`crate::bootstrap::mod_raise::EncapsulationKey`]).
+    pub(crate) fn level0_switching_key(
+        &mut self,
+        from: &SecretKey,
+        to: &SecretKey,
+        num_special: usize,
+    ) -> Result<(RnsPoly, RnsPoly, [u8; 32])> {
+        self.ctx.check_id(from.params_id)?;
+        self.ctx.check_id(to.params_id)?;
+        let ctx = &self.ctx;
+        let k = ctx.num_special();
+        if num_special == 0 || num_special > k {
+            return Err(CkksError::InvalidInput(format!(
+                "{num_special} special primes requested, the parameter set has {k}"
+            )));
+        }
+        let n = ctx.n();
+        let nq = ctx.max_level() + 1;
+        let idx: Vec<usize> = std::iter::once(0).chain(nq..nq + num_special).collect();
+        let moduli: Vec<_> = idx.iter().map(|&i| ctx.inner.moduli[i]).collect();
+        let tables: Vec<_> = idx.iter().map(|&i| &ctx.inner.ntt[i]).collect();
+        let restrict = |sk: &SecretKey| {
+            let mut data = Vec::with_capacity(idx.len() * n);
+            for &i in &idx {
+                data.extend_from_slice(sk.ntt.limb(i));
+            }
+            Zeroizing::new(RnsPoly::from_data(n, data))
+        };
+        let s_in = restrict(from);
+        let s_out = restrict(to);
+        let seed = self.rng.seed();
+        let e = Zeroizing::new(self.rng.gaussian(n, ctx.params().sigma));
+        let a = expand_uniform(&seed, stream::SWITCHING_KEY, &moduli, n);
+        let mut b = small_to_ntt(&e, &tables);
+        let mut as_ = Zeroizing::new(a.clone());
+        as_.mul_assign(&s_out, &tables);
+        b.sub_assign(&as_, &moduli);
+        // P'·s_in vanishes on the special limbs; on q_0 add (P' mod q_0)·s_in.
+        let q0 = &moduli[0];
+        let p_mod_q0 = moduli[1..]
+            .iter()
+            .fold(1, |acc, p| q0.mul(acc, q0.reduce(p.value())));
+        let pms = q0.shoup(p_mod_q0);
+        for (x, &si) in b.limb_mut(0).iter_mut().zip(s_in.limb(0)) {
+            *x = q0.add(*x, q0.mul_shoup(si, p_mod_q0, pms));
+        }
+        Ok((b, a, seed))
     }
 
     /// Switching key s_in → s_out (both NTT over Q_ℓk·P) up to level ℓk.
