@@ -77,6 +77,21 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// Times `f` `runs` times after one warm-up; returns the median in ms and the last output.
+/// The `params` object of the bench JSON: the parameter set's shape and its security level
+/// in bits (0 for the insecure toy sets).
+fn params_json(p: &cachemir_ckks::params::CkksParameters, security_bits: u32) -> serde_json::Value {
+    serde_json::json!({
+        "name": p.name,
+        "log_n": p.log_n,
+        "limbs": p.q.len(),
+        "special_limbs": p.p.len(),
+        "dnum": p.dnum,
+        "scale_bits": p.log_scale,
+        "log_qp": p.log_qp(),
+        "security_bits": security_bits,
+    })
+}
+
 fn time<T>(runs: usize, mut f: impl FnMut() -> Result<T>) -> Result<(f64, T)> {
     let mut out = f()?;
     let mut t = Vec::with_capacity(runs);
@@ -312,16 +327,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             })
             .collect();
         let out = serde_json::json!({
-            "params": {
-                "name": p.name,
-                "log_n": p.log_n,
-                "limbs": p.q.len(),
-                "special_limbs": p.p.len(),
-                "dnum": p.dnum,
-                "scale_bits": p.log_scale,
-                "log_qp": p.log_qp(),
-                "security_bits": security_bits,
-            },
+            "params": params_json(&p, security_bits),
             "threads": args.threads,
             "results": results,
         });

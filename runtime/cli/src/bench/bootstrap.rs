@@ -9,7 +9,7 @@ use cachemir_ckks::{
     CkksContext, Complex64, Csprng, Decryptor, Encoder, Encryptor, KeyGenerator, Security,
 };
 
-use super::{BenchArgs, time};
+use super::{BenchArgs, params_json, time};
 
 /// −log2 max |want − got| over complex slots.
 fn precision_bits(want: &[Complex64], got: &[Complex64]) -> f64 {
@@ -106,16 +106,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let bits = precision_bits(&z, &Decryptor::new(&ctx).decrypt_complex(&sk, &out)?);
     if args.json {
         let out = serde_json::json!({
-            "params": {
-                "name": p.name,
-                "log_n": p.log_n,
-                "limbs": p.q.len(),
-                "special_limbs": p.p.len(),
-                "dnum": p.dnum,
-                "scale_bits": p.log_scale,
-                "log_qp": p.log_qp(),
-                "security_bits": if set.is_toy() { 0 } else { 128 },
-            },
+            "params": params_json(&p, if set.is_toy() { 0 } else { 128 }),
             "threads": args.threads,
             "results": [{
                 "op": "bootstrap",
