@@ -43,6 +43,35 @@ pub fn manifest(dir: &Path) -> Vec<ModelEntry> {
         .collect()
 }
 
+/// One reference case of one model, labelled `model caseN.json` for messages.
+#[derive(Debug, Clone)]
+pub struct ReferenceCase {
+    pub model: String,
+    pub onnx: PathBuf,
+    /// The `caseN.json` file.
+    pub path: PathBuf,
+    pub label: String,
+}
+
+/// Every case of every model the manifest in `dir` lists.
+pub fn reference_cases(dir: &Path) -> Vec<ReferenceCase> {
+    manifest(dir)
+        .into_iter()
+        .flat_map(|entry| {
+            entry.cases.into_iter().map(move |path| ReferenceCase {
+                label: format!(
+                    "{} {}",
+                    entry.name,
+                    path.file_name().unwrap_or_default().to_string_lossy()
+                ),
+                model: entry.name.clone(),
+                onnx: entry.onnx.clone(),
+                path,
+            })
+        })
+        .collect()
+}
+
 /// Every graph output in f64 as computed, before rounding to its declared f32 type, so that a
 /// comparison sees differences below f32 resolution too. `inputs` may hold more than the graph
 /// reads.

@@ -8,7 +8,7 @@
 use cachemir_compiler::reference::{Case, models_dir};
 use cachemir_ir::recognize::recognize;
 use cachemir_onnx::{ImportOptions, import_file};
-use cachemir_tests::{ModelEntry, f64_outputs, manifest};
+use cachemir_tests::{ReferenceCase, f64_outputs, reference_cases};
 use std::time::Instant;
 
 /// Largest difference allowed between the imported and the rewritten graph's outputs.
@@ -48,65 +48,60 @@ fn expected(model: &str) -> &'static [(&'static str, usize)] {
 fn every_model_forms_its_composites_and_computes_the_same() {
     let Some(dir) = models_dir() else { return };
     let mut checked = 0;
-    for ModelEntry {
-        name: model,
+    for ReferenceCase {
+        model,
         onnx,
-        cases,
-    } in manifest(&dir)
+        path,
+        label,
+    } in reference_cases(&dir)
     {
-        for case_path in &cases {
-            let label = format!(
-                "{model} {}",
-                case_path.file_name().unwrap().to_string_lossy()
-            );
-            let case = Case::load(case_path).unwrap();
-            let options = ImportOptions {
-                input_shapes: case.input_shapes(),
-                ..Default::default()
-            };
-            let imported = import_file(&onnx, &options).unwrap().graph;
-            let mut graph = imported.clone();
-            let start = Instant::now();
-            let report = recognize(&mut graph);
-            let elapsed = start.elapsed();
-            graph.verify().unwrap_or_else(|e| panic!("{label}: {e}"));
+        let case = Case::load(&path).unwrap();
+        let options = ImportOptions {
+            input_shapes: case.input_shapes(),
+            ..Default::default()
+        };
+        let imported = import_file(&onnx, &options).unwrap().graph;
+        let mut graph = imported.clone();
+        let start = Instant::now();
+        let report = recognize(&mut graph);
+        let elapsed = start.elapsed();
+        graph.verify().unwrap_or_else(|e| panic!("{label}: {e}"));
 
-            let formed: Vec<(&str, usize)> = report
-                .formed
-                .iter()
-                .map(|(k, v)| (k.as_str(), *v))
-                .collect();
-            assert_eq!(formed, expected(&model), "{label}: {report}");
-            let histogram = graph.op_histogram();
-            for op in LEFTOVERS {
-                assert!(!histogram.contains_key(op), "{label}: {op} left over");
-            }
-            let again = recognize(&mut graph);
-            assert!(again.is_empty(), "{label}: second run {again}");
-
-            let before = f64_outputs(&imported, &case.inputs);
-            let after = f64_outputs(&graph, &case.inputs);
-            let mut worst: f64 = 0.0;
-            for (name, expected) in &before {
-                let actual = &after[name];
-                assert_eq!(actual.shape(), expected.shape(), "{label} {name}");
-                let difference = (actual - expected)
-                    .iter()
-                    .fold(0.0, |m: f64, d| m.max(d.abs()));
-                assert!(
-                    difference <= TOLERANCE,
-                    "{label} {name}: max abs difference {difference:.3e}"
-                );
-                worst = worst.max(difference);
-            }
-            eprintln!(
-                "{label:<48} {report}; nodes {} -> {}; max abs diff {worst:.2e}; pass {:.1} ms",
-                imported.node_count(),
-                graph.node_count(),
-                elapsed.as_secs_f64() * 1e3
-            );
-            checked += 1;
+        let formed: Vec<(&str, usize)> = report
+            .formed
+            .iter()
+            .map(|(k, v)| (k.as_str(), *v))
+            .collect();
+        assert_eq!(formed, expected(&model), "{label}: {report}");
+        let histogram = graph.op_histogram();
+        for op in LEFTOVERS {
+            assert!(!histogram.contains_key(op), "{label}: {op} left over");
         }
+        let again = recognize(&mut graph);
+        assert!(again.is_empty(), "{label}: second run {again}");
+
+        let before = f64_outputs(&imported, &case.inputs);
+        let after = f64_outputs(&graph, &case.inputs);
+        let mut worst: f64 = 0.0;
+        for (name, expected) in &before {
+            let actual = &after[name];
+            assert_eq!(actual.shape(), expected.shape(), "{label} {name}");
+            let difference = (actual - expected)
+                .iter()
+                .fold(0.0, |m: f64, d| m.max(d.abs()));
+            assert!(
+                difference <= TOLERANCE,
+                "{label} {name}: max abs difference {difference:.3e}"
+            );
+            worst = worst.max(difference);
+        }
+        eprintln!(
+            "{label:<48} {report}; nodes {} -> {}; max abs diff {worst:.2e}; pass {:.1} ms",
+            imported.node_count(),
+            graph.node_count(),
+            elapsed.as_secs_f64() * 1e3
+        );
+        checked += 1;
     }
     assert!(checked >= 11, "only {checked} cases found");
 }

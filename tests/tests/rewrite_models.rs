@@ -11,7 +11,7 @@ use cachemir_compiler::rewrite::{RewriteOptions, RewriteReport, rewrite};
 use cachemir_ir::printer::print_graph;
 use cachemir_ir::{Graph, Secrecy};
 use cachemir_onnx::{ImportOptions, import_file};
-use cachemir_tests::{ModelEntry, embedding_output, f64_outputs, manifest};
+use cachemir_tests::{ReferenceCase, embedding_output, f64_outputs, reference_cases};
 use std::path::Path;
 
 /// Largest difference allowed between the imported and the rewritten graph's outputs.
@@ -67,23 +67,18 @@ fn check(label: &str, graph: &Graph, case: &Case) -> (Graph, RewriteReport) {
 fn every_model_rewrites_to_the_same_values_at_no_more_cost() {
     let Some(dir) = models_dir() else { return };
     let mut checked = 0;
-    for ModelEntry {
-        name: model,
+    for ReferenceCase {
+        model,
         onnx,
-        cases,
-    } in manifest(&dir)
+        path,
+        label,
+    } in reference_cases(&dir)
     {
-        for case_path in &cases {
-            let label = format!(
-                "{model} {}",
-                case_path.file_name().unwrap().to_string_lossy()
-            );
-            let case = Case::load(case_path).unwrap();
-            let graph = import_encrypted(&model, &onnx, &case);
-            let (_, report) = check(&label, &graph, &case);
-            eprintln!("{label}\n{report}");
-            checked += 1;
-        }
+        let case = Case::load(&path).unwrap();
+        let graph = import_encrypted(&model, &onnx, &case);
+        let (_, report) = check(&label, &graph, &case);
+        eprintln!("{label}\n{report}");
+        checked += 1;
     }
     assert!(checked >= 11, "only {checked} cases found");
 }
