@@ -7,6 +7,8 @@
 //! - [`infer`]: shape and type inference per op, with typed [`ShapeError`]s.
 //! - [`interp`]: the reference interpreter on `ndarray`.
 //! - [`printer`]: a stable text form for snapshots; the graph also round-trips through JSON (serde).
+//! - [`layout`]: which tensor element sits in which ciphertext slot; [`plan`]: the versioned plan
+//!   format the runtime executes (instruction set, plaintexts by reference, layouts).
 //! - [`npy`]: `.npy` files in and out (the format of `../shared/models`).
 
 pub mod dtype;
@@ -14,8 +16,10 @@ pub mod error;
 pub mod graph;
 pub mod infer;
 pub mod interp;
+pub mod layout;
 pub mod npy;
 pub mod op;
+pub mod plan;
 pub mod printer;
 pub mod recognize;
 pub mod tensor;
