@@ -1,13 +1,11 @@
 //! Reference cases: the `caseN.json` files of `../shared/models` (inputs and expected outputs as
 //! `.npy`), running the reference interpreter on them, and comparing against the expectations.
 
-use cachemir_ir::npy::read_npy;
-use cachemir_ir::{Graph, Interpreter, IrError, Precision, Tensor};
+pub use cachemir_ir::case::{Case, CaseError, CaseFile, CaseTensor, output_file_name};
+use cachemir_ir::{Graph, Interpreter, Precision, Tensor};
 use ndarray::Dimension as _;
-use serde::Deserialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use thiserror::Error;
 
 /// The folder of reference models: `$CACHEMIR_MODELS`, or `../shared/models` beside the
 /// workspace. `None`, with a notice on standard error, where it holds no `manifest.json` (a
@@ -25,70 +23,6 @@ pub fn models_dir() -> Option<PathBuf> {
             dir.display()
         );
         None
-    }
-}
-
-/// Errors reading a case file or running it.
-#[derive(Debug, Error)]
-pub enum CaseError {
-    #[error("{path}: {message}")]
-    File { path: String, message: String },
-    #[error(transparent)]
-    Ir(#[from] IrError),
-}
-
-#[derive(Debug, Deserialize)]
-struct CaseFile {
-    inputs: Vec<CaseTensor>,
-    #[serde(default)]
-    outputs: Vec<CaseTensor>,
-}
-
-#[derive(Debug, Deserialize)]
-struct CaseTensor {
-    name: String,
-    file: String,
-}
-
-/// A reference case: named input tensors and the expected outputs' files.
-#[derive(Debug)]
-pub struct Case {
-    pub inputs: HashMap<String, Tensor>,
-    /// Expected output name → `.npy` path (read on demand: they can be large).
-    pub expected: Vec<(String, PathBuf)>,
-}
-
-impl Case {
-    /// Reads a case file; the `.npy` paths in it are relative to the file's folder.
-    ///
-    /// # Errors
-    /// [`CaseError::File`] naming the JSON or `.npy` file that is missing or malformed.
-    pub fn load(path: &Path) -> Result<Case, CaseError> {
-        let file_error = |message: String| CaseError::File {
-            path: path.display().to_string(),
-            message,
-        };
-        let text = std::fs::read_to_string(path).map_err(|e| file_error(e.to_string()))?;
-        let file: CaseFile = serde_json::from_str(&text).map_err(|e| file_error(e.to_string()))?;
-        let dir = path.parent().unwrap_or(Path::new("."));
-        let mut inputs = HashMap::new();
-        for input in file.inputs {
-            inputs.insert(input.name, read_npy(&dir.join(&input.file))?);
-        }
-        let expected = file
-            .outputs
-            .into_iter()
-            .map(|o| (o.name, dir.join(o.file)))
-            .collect();
-        Ok(Case { inputs, expected })
-    }
-
-    /// The shape of every input, for binding symbolic dimensions at import.
-    pub fn input_shapes(&self) -> HashMap<String, Vec<usize>> {
-        self.inputs
-            .iter()
-            .map(|(name, t)| (name.clone(), t.shape().to_vec()))
-            .collect()
     }
 }
 
@@ -182,9 +116,4 @@ pub fn compare(
         },
         max_abs_reference,
     })
-}
-
-/// The file name `cachemirc eval` writes an output to: `.` and `/` become `_`.
-pub fn output_file_name(name: &str) -> String {
-    format!("{}.npy", name.replace(['.', '/'], "_"))
 }

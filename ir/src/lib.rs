@@ -11,6 +11,7 @@
 //!   format the runtime executes (instruction set, plaintexts by reference, layouts).
 //! - [`npy`]: `.npy` files in and out (the format of `../shared/models`).
 
+pub mod case;
 pub mod dtype;
 pub mod error;
 pub mod graph;

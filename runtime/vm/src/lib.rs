@@ -1,4 +1,23 @@
-//! Cachemir plan VM: executes plans on a backend. `sim` runs cleartext slot vectors (the fast way
-//! to test the compiler); the CKKS `cpu` backend and sessions come with issue 9.
+//! Cachemir plan VM: executes plans on a backend.
+//!
+//! - [`Backend`]: the CKKS instruction set over an opaque ciphertext handle; [`Client`] adds
+//!   encryption and decryption for backends that can (tests, `sim`).
+//! - [`Vm`]: executes a [`Plan`](cachemir_ir::plan::Plan) on any backend, building plaintext slot
+//!   vectors lazily from the weights and freeing registers at their last use; errors name the
+//!   instruction, its disassembly and its site.
+//! - [`sim`]: cleartext slot vectors with depth and scale bookkeeping and the plan's range checks
+//!   (the fast way to test the compiler); [`sim::execute`] runs a plan on slot vectors.
+//!
+//! The CKKS `cpu` backend and sessions come with issue 9.
 
+pub mod backend;
+pub mod error;
+pub mod report;
 pub mod sim;
+pub mod vm;
+
+pub use backend::{Backend, BackendError, CiphertextInfo, Client, PlainSlots};
+pub use error::VmError;
+pub use report::{OutputInfo, RangeViolation, Report};
+pub use sim::{SimBackend, SimCiphertext};
+pub use vm::{Execution, Vm, VmOptions, run_cleartext};

@@ -1,160 +1,289 @@
-//! The `sim` backend: executes a plan on cleartext slot vectors with exact rotation semantics.
+//! The `sim` backend: cleartext slot vectors with exact rotation semantics and CKKS bookkeeping.
+//!
+//! A [`SimCiphertext`] holds `slots` reals, the multiplicative depth consumed since encryption or
+//! the last bootstrap (`mul`, `mul.p` and `mul.s`: max of the operands + 1; a bootstrap resets it
+//! to 0), the scale in bits (fresh: [`FRESH_SCALE_BITS`]; a product adds its operands' bits, a
+//! plaintext or a scalar counting as fresh; `rescale` subtracts [`FRESH_SCALE_BITS`]; a bootstrap
+//! returns a fresh scale) and the level where known (`level.down` and `boot` set it, `rescale`
+//! lowers it by one). Levels are unbounded: nothing is enforced yet (issue 8).
+//!
+//! [`execute`] keeps the shape of the first executor: slot vectors in, slot vectors out.
 
-use cachemir_ir::plan::{Instruction, Plan, PlanError, TensorRef};
+use crate::backend::{Backend, BackendError, CiphertextInfo, Client, PlainSlots};
+use crate::error::VmError;
+use crate::report::Report;
+use crate::vm::run_cleartext;
+use cachemir_ir::plan::{Plan, TensorRef};
 use std::collections::HashMap;
 
-/// Errors while executing a plan.
-#[derive(Debug, thiserror::Error)]
-pub enum VmError {
-    #[error(transparent)]
-    Plan(#[from] PlanError),
-    #[error("plaintext {index} reads {tensor}, which was not provided")]
-    MissingTensor { index: usize, tensor: TensorRef },
-    #[error("input {name}: {given} ciphertexts given, the layout has {expected}")]
-    InputParts {
-        name: String,
-        given: usize,
-        expected: usize,
-    },
-    #[error("instruction {index} `{instruction}` ({site}): {message}")]
-    Instruction {
-        index: usize,
-        instruction: String,
-        site: String,
-        message: String,
-    },
+/// Scale of a fresh ciphertext, plaintext or scalar, in bits.
+pub const FRESH_SCALE_BITS: f64 = 40.0;
+
+/// A cleartext "ciphertext" of the `sim` backend (see the module documentation).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimCiphertext {
+    pub values: Vec<f64>,
+    pub depth: u32,
+    pub scale_bits: f64,
+    pub level: Option<u32>,
 }
 
-/// Executes `plan` on slot vectors: `inputs[i][part]` for each encrypted input, with the tensors
-/// its plaintexts read (weights and public values, row-major); returns `outputs[o][part]`.
+/// The `sim` backend over `slots` slots.
+#[derive(Debug, Clone)]
+pub struct SimBackend {
+    slots: usize,
+}
+
+impl SimBackend {
+    /// A backend of `slots` slots per ciphertext.
+    pub fn new(slots: usize) -> Self {
+        Self { slots }
+    }
+
+    fn check_len(&self, what: &str, len: usize) -> Result<(), BackendError> {
+        if len == self.slots {
+            Ok(())
+        } else {
+            Err(BackendError::Mismatch(format!(
+                "{what} has {len} slots, the backend {}",
+                self.slots
+            )))
+        }
+    }
+
+    fn unary(
+        &self,
+        a: &SimCiphertext,
+        f: impl Fn(f64) -> f64,
+    ) -> Result<SimCiphertext, BackendError> {
+        Ok(SimCiphertext {
+            values: a.values.iter().map(|&x| f(x)).collect(),
+            ..a.clone_meta()
+        })
+    }
+
+    /// Slot-wise `f` of two ciphertexts; `product` marks a multiplication for the bookkeeping.
+    fn binary(
+        &self,
+        a: &SimCiphertext,
+        b: &SimCiphertext,
+        product: bool,
+        f: impl Fn(f64, f64) -> f64,
+    ) -> Result<SimCiphertext, BackendError> {
+        self.check_len("the second operand", b.values.len())?;
+        let values = a.values.iter().zip(&b.values).map(|(&x, &y)| f(x, y));
+        Ok(SimCiphertext {
+            values: values.collect(),
+            depth: a.depth.max(b.depth) + u32::from(product),
+            scale_bits: if product {
+                a.scale_bits + b.scale_bits
+            } else {
+                a.scale_bits.max(b.scale_bits)
+            },
+            level: min_level(a.level, b.level),
+        })
+    }
+
+    /// Slot-wise `f` of a ciphertext and a plaintext.
+    fn plain(
+        &self,
+        a: &SimCiphertext,
+        p: PlainSlots<'_>,
+        product: bool,
+        f: impl Fn(f64, f64) -> f64,
+    ) -> Result<SimCiphertext, BackendError> {
+        self.check_len(&format!("plaintext p{}", p.index), p.values.len())?;
+        let values = a.values.iter().zip(p.values).map(|(&x, &y)| f(x, y));
+        Ok(SimCiphertext {
+            values: values.collect(),
+            depth: a.depth + u32::from(product),
+            scale_bits: a.scale_bits + if product { FRESH_SCALE_BITS } else { 0.0 },
+            level: a.level,
+        })
+    }
+
+    fn rotated(&self, a: &SimCiphertext, step: i32) -> SimCiphertext {
+        let n = a.values.len().max(1);
+        let k = (step as i64).rem_euclid(n as i64) as usize;
+        let mut values = a.values.clone();
+        values.rotate_left(k);
+        SimCiphertext {
+            values,
+            ..a.clone_meta()
+        }
+    }
+}
+
+impl SimCiphertext {
+    /// The bookkeeping without the values.
+    fn clone_meta(&self) -> SimCiphertext {
+        SimCiphertext {
+            values: Vec::new(),
+            depth: self.depth,
+            scale_bits: self.scale_bits,
+            level: self.level,
+        }
+    }
+}
+
+fn min_level(a: Option<u32>, b: Option<u32>) -> Option<u32> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, y) => x.or(y),
+    }
+}
+
+impl Backend for SimBackend {
+    type Ciphertext = SimCiphertext;
+
+    fn name(&self) -> &'static str {
+        "sim"
+    }
+
+    fn slots(&self) -> usize {
+        self.slots
+    }
+
+    fn add(&self, a: &SimCiphertext, b: &SimCiphertext) -> Result<SimCiphertext, BackendError> {
+        self.binary(a, b, false, |x, y| x + y)
+    }
+
+    fn sub(&self, a: &SimCiphertext, b: &SimCiphertext) -> Result<SimCiphertext, BackendError> {
+        self.binary(a, b, false, |x, y| x - y)
+    }
+
+    fn mul(&self, a: &SimCiphertext, b: &SimCiphertext) -> Result<SimCiphertext, BackendError> {
+        self.binary(a, b, true, |x, y| x * y)
+    }
+
+    fn add_plain(
+        &self,
+        a: &SimCiphertext,
+        p: PlainSlots<'_>,
+    ) -> Result<SimCiphertext, BackendError> {
+        self.plain(a, p, false, |x, y| x + y)
+    }
+
+    fn sub_plain(
+        &self,
+        a: &SimCiphertext,
+        p: PlainSlots<'_>,
+    ) -> Result<SimCiphertext, BackendError> {
+        self.plain(a, p, false, |x, y| x - y)
+    }
+
+    fn mul_plain(
+        &self,
+        a: &SimCiphertext,
+        p: PlainSlots<'_>,
+    ) -> Result<SimCiphertext, BackendError> {
+        self.plain(a, p, true, |x, y| x * y)
+    }
+
+    fn add_scalar(&self, a: &SimCiphertext, c: f64) -> Result<SimCiphertext, BackendError> {
+        self.unary(a, |x| x + c)
+    }
+
+    fn mul_scalar(&self, a: &SimCiphertext, c: f64) -> Result<SimCiphertext, BackendError> {
+        let mut out = self.unary(a, |x| x * c)?;
+        out.depth += 1;
+        out.scale_bits += FRESH_SCALE_BITS;
+        Ok(out)
+    }
+
+    fn negate(&self, a: &SimCiphertext) -> Result<SimCiphertext, BackendError> {
+        self.unary(a, |x| -x)
+    }
+
+    fn rotate(&self, a: &SimCiphertext, step: i32) -> Result<SimCiphertext, BackendError> {
+        Ok(self.rotated(a, step))
+    }
+
+    fn rescale(&self, a: &SimCiphertext) -> Result<SimCiphertext, BackendError> {
+        Ok(SimCiphertext {
+            values: a.values.clone(),
+            depth: a.depth,
+            scale_bits: a.scale_bits - FRESH_SCALE_BITS,
+            level: a.level.map(|l| l.saturating_sub(1)),
+        })
+    }
+
+    fn level_down(&self, a: &SimCiphertext, level: u32) -> Result<SimCiphertext, BackendError> {
+        Ok(SimCiphertext {
+            values: a.values.clone(),
+            level: Some(level),
+            ..a.clone_meta()
+        })
+    }
+
+    fn bootstrap(
+        &self,
+        a: &SimCiphertext,
+        _slots: u32,
+        level: u32,
+    ) -> Result<SimCiphertext, BackendError> {
+        Ok(SimCiphertext {
+            values: a.values.clone(),
+            depth: 0,
+            scale_bits: FRESH_SCALE_BITS,
+            level: Some(level),
+        })
+    }
+
+    fn info(&self, a: &SimCiphertext) -> CiphertextInfo {
+        CiphertextInfo {
+            depth: Some(a.depth),
+            level: a.level,
+            scale_bits: a.scale_bits,
+        }
+    }
+
+    fn peek(&self, a: &SimCiphertext) -> Option<Vec<f64>> {
+        Some(a.values.clone())
+    }
+}
+
+impl Client for SimBackend {
+    fn encrypt(&self, values: &[f64]) -> Result<SimCiphertext, BackendError> {
+        self.check_len("the slot vector", values.len())?;
+        Ok(SimCiphertext {
+            values: values.to_vec(),
+            depth: 0,
+            scale_bits: FRESH_SCALE_BITS,
+            level: None,
+        })
+    }
+
+    fn decrypt(&self, a: &SimCiphertext) -> Result<Vec<f64>, BackendError> {
+        Ok(a.values.clone())
+    }
+}
+
+/// Executes `plan` on slot vectors with the `sim` backend: `inputs[i][part]` (`plan.slots` reals)
+/// for each encrypted input, with the tensors its plaintexts read (weights and public values,
+/// row-major); returns `outputs[o][part]`.
+///
+/// # Errors
+/// As [`execute_with_report`].
 pub fn execute(
     plan: &Plan,
     tensors: &HashMap<TensorRef, Vec<f64>>,
     inputs: &[Vec<Vec<f64>>],
 ) -> Result<Vec<Vec<Vec<f64>>>, VmError> {
-    let slots = plan.slots;
-    for (io, given) in plan.inputs.iter().zip(inputs) {
-        if given.len() != io.layout.ciphertexts() {
-            return Err(VmError::InputParts {
-                name: io.name.clone(),
-                given: given.len(),
-                expected: io.layout.ciphertexts(),
-            });
-        }
-    }
-    let mut plaintexts: Vec<Option<Vec<f64>>> = vec![None; plan.plaintexts.len()];
-    let mut registers: Vec<Option<Vec<f64>>> = vec![None; plan.registers as usize];
-    let mut outputs: Vec<Vec<Vec<f64>>> = plan
-        .outputs
-        .iter()
-        .map(|o| vec![vec![0.0; slots]; o.layout.ciphertexts()])
-        .collect();
-    let error = |index: usize, message: String| {
-        let site = plan
-            .instruction_sites
-            .get(index)
-            .and_then(|s| plan.sites.get(*s as usize))
-            .map_or(String::new(), |s| s.name.clone());
-        VmError::Instruction {
-            index,
-            instruction: plan.instructions[index].to_string(),
-            site,
-            message,
-        }
-    };
-    for (index, instruction) in plan.instructions.iter().enumerate() {
-        let read = |r: u32| -> Result<&Vec<f64>, VmError> {
-            registers
-                .get(r as usize)
-                .and_then(Option::as_ref)
-                .ok_or_else(|| error(index, format!("r{r} holds no value")))
-        };
-        let mut plain = |p: u32| -> Result<Vec<f64>, VmError> {
-            let p = p as usize;
-            if plaintexts[p].is_none() {
-                let plaintext = &plan.plaintexts[p];
-                let values: &[f64] = match plaintext.tensor() {
-                    None => &[],
-                    Some(tensor) => tensors.get(tensor).ok_or_else(|| VmError::MissingTensor {
-                        index: p,
-                        tensor: tensor.clone(),
-                    })?,
-                };
-                plaintexts[p] = Some(plaintext.slots(slots, values)?);
-            }
-            Ok(plaintexts[p].clone().expect("just built"))
-        };
-        let zip = |a: &[f64], b: &[f64], f: fn(f64, f64) -> f64| -> Vec<f64> {
-            a.iter().zip(b).map(|(x, y)| f(*x, *y)).collect()
-        };
-        let rotate = |a: &[f64], step: i32| -> Vec<f64> {
-            let k = step.rem_euclid(slots as i32) as usize;
-            (0..slots).map(|s| a[(s + k) % slots]).collect()
-        };
-        let result: Vec<(u32, Vec<f64>)> = match instruction {
-            Instruction::Load { dst, input, part } => {
-                let value = inputs
-                    .get(input.0 as usize)
-                    .and_then(|i| i.get(part.0 as usize))
-                    .ok_or_else(|| error(index, "no such input ciphertext".into()))?;
-                vec![(dst.0, value.clone())]
-            }
-            Instruction::Store { src, output, part } => {
-                outputs[output.0 as usize][part.0 as usize] = read(src.0)?.clone();
-                vec![]
-            }
-            Instruction::Add { dst, a, b } => {
-                vec![(dst.0, zip(read(a.0)?, read(b.0)?, |x, y| x + y))]
-            }
-            Instruction::Sub { dst, a, b } => {
-                vec![(dst.0, zip(read(a.0)?, read(b.0)?, |x, y| x - y))]
-            }
-            Instruction::Multiply { dst, a, b } => {
-                vec![(dst.0, zip(read(a.0)?, read(b.0)?, |x, y| x * y))]
-            }
-            Instruction::AddPlain { dst, a, plaintext } => {
-                let p = plain(plaintext.0)?;
-                vec![(dst.0, zip(read(a.0)?, &p, |x, y| x + y))]
-            }
-            Instruction::SubPlain { dst, a, plaintext } => {
-                let p = plain(plaintext.0)?;
-                vec![(dst.0, zip(read(a.0)?, &p, |x, y| x - y))]
-            }
-            Instruction::MultiplyPlain { dst, a, plaintext } => {
-                let p = plain(plaintext.0)?;
-                vec![(dst.0, zip(read(a.0)?, &p, |x, y| x * y))]
-            }
-            Instruction::AddScalar { dst, a, value } => {
-                vec![(dst.0, read(a.0)?.iter().map(|x| x + value.0).collect())]
-            }
-            Instruction::MultiplyScalar { dst, a, value } => {
-                vec![(dst.0, read(a.0)?.iter().map(|x| x * value.0).collect())]
-            }
-            Instruction::Negate { dst, a } => {
-                vec![(dst.0, read(a.0)?.iter().map(|x| -x).collect())]
-            }
-            Instruction::Rotate { dst, a, step } => vec![(dst.0, rotate(read(a.0)?, step.0))],
-            Instruction::RotateHoisted { dsts, a, steps } => {
-                let a = read(a.0)?;
-                dsts.0
-                    .iter()
-                    .zip(&steps.0)
-                    .map(|(d, s)| (*d, rotate(a, *s)))
-                    .collect()
-            }
-            Instruction::Rescale { dst, a }
-            | Instruction::LevelDown { dst, a, .. }
-            | Instruction::Bootstrap { dst, a, .. } => vec![(dst.0, read(a.0)?.clone())],
-            Instruction::Free { a } => {
-                registers[a.0 as usize] = None;
-                vec![]
-            }
-        };
-        for (r, value) in result {
-            *registers
-                .get_mut(r as usize)
-                .ok_or_else(|| error(index, format!("r{r} out of range")))? = Some(value);
-        }
-    }
-    Ok(outputs)
+    execute_with_report(plan, tensors, inputs).map(|(outputs, _)| outputs)
+}
+
+/// [`execute`], also returning the report (depth per output, range-check violations, counts).
+///
+/// # Errors
+/// Everything [`crate::Vm::new`] and [`crate::Vm::run`] reject (invalid plans, missing tensors,
+/// inputs that do not fit the plan, failing instructions with their index, disassembly and
+/// site); [`VmError::Input`] for a slot vector whose length is not `plan.slots`.
+#[allow(clippy::type_complexity)]
+pub fn execute_with_report(
+    plan: &Plan,
+    tensors: &HashMap<TensorRef, Vec<f64>>,
+    inputs: &[Vec<Vec<f64>>],
+) -> Result<(Vec<Vec<Vec<f64>>>, Report), VmError> {
+    run_cleartext(&SimBackend::new(plan.slots), plan, tensors, inputs)
 }
