@@ -1,2 +1,3 @@
 //! Kernels: each expands one tensor operation into ciphertext instructions for given layouts, with
 //! its rotation and multiplication counts stated in its docstring and tested.
+pub mod matvec;
