@@ -1,10 +1,12 @@
 //! `cachemir`: the Cachemir runtime CLI (client and server sides of private inference).
 //!
-//! `bench` measures the CKKS primitives on this machine; the other subcommands arrive with the
-//! runtime issues and currently exit with code 2.
+//! `bench` measures the CKKS primitives on this machine; `run --backend sim` executes a plan on
+//! cleartext slots. The other subcommands arrive with the runtime issues and currently exit with
+//! code 2. Exit codes: 0 success, 1 runtime failure, 2 usage or input error.
 
 mod alloc_tuning;
 mod bench;
+mod run;
 
 use std::process::ExitCode;
 
@@ -16,6 +18,7 @@ Examples:
   cachemir bench --threads 2 --json > ours.json    # machine-readable medians
   cachemir bench --params ToyN13 --insecure        # toy sets need --insecure
   cachemir keygen model.plan -o keys/              # (issue 8)
+  cachemir run model.plan --backend sim --inputs case0.json --out out/   # cleartext slots
   cachemir run model.plan --keys keys/eval --input input.ct -o out.ct   # (issue 8)";
 
 #[derive(Parser, Debug)]
@@ -39,12 +42,8 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Server: run a plan on encrypted inputs.
-    Run {
-        /// Arguments (not yet implemented).
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
-    },
+    /// Server: run a plan (`--backend sim`: on cleartext slots, from a case file).
+    Run(run::RunArgs),
     /// Client: decrypt an output (.npy).
     Decrypt {
         /// Arguments (not yet implemented).
@@ -72,7 +71,17 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Keygen { .. } => not_yet("keygen", 8),
         Command::Encrypt { .. } => not_yet("encrypt", 8),
-        Command::Run { .. } => not_yet("run", 8),
+        Command::Run(args) => match run::run(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                if e.downcast_ref::<run::InputError>().is_some() {
+                    ExitCode::from(2)
+                } else {
+                    ExitCode::from(1)
+                }
+            }
+        },
         Command::Decrypt { .. } => not_yet("decrypt", 8),
         Command::Generate { .. } => not_yet("generate", 9),
         Command::Bench(args) => match bench::run(&args) {

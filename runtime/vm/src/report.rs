@@ -24,9 +24,24 @@ impl fmt::Display for RangeViolation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} (after instruction {}, r{}): observed [{:.6e}, {:.6e}] outside [{:.6e}, {:.6e}]",
-            self.site, self.instruction, self.register, self.min, self.max, self.low, self.high
+            "{} (after instruction {}, r{}): observed [{}, {}] outside [{}, {}]",
+            self.site,
+            self.instruction,
+            self.register,
+            number(self.min),
+            number(self.max),
+            number(self.low),
+            number(self.high)
         )
+    }
+}
+
+/// Rounded to four decimals; scientific notation (four digits) outside [1e-3, 1e6).
+fn number(x: f64) -> String {
+    if x == 0.0 || !x.is_finite() || (1e-3..1e6).contains(&x.abs()) {
+        format!("{}", (x * 1e4).round() / 1e4)
+    } else {
+        format!("{x:.4e}")
     }
 }
 
