@@ -122,7 +122,8 @@ pub fn gather(
     };
     // Rotations, hoisted per source ciphertext; doubling for whole-ciphertext broadcasts.
     let mut contributions: Vec<Vec<Register>> = vec![Vec::new(); target.ciphertexts()];
-    let mut by_source: BTreeMap<(usize, usize), Vec<(Key, Vec<usize>)>> = BTreeMap::new();
+    type Groups = Vec<(Key, Vec<usize>)>;
+    let mut by_source: BTreeMap<(usize, usize), Groups> = BTreeMap::new();
     for (key, members) in groups {
         by_source
             .entry((key.source, key.source_part))
@@ -213,7 +214,7 @@ fn progression(steps: &[usize], slots: usize) -> Option<(usize, usize)> {
     steps
         .iter()
         .filter(|&&d| d != 0)
-        .map(|&d| d)
+        .copied()
         .find(|&d| (0..n).all(|k| set.contains(&(k * d % slots))))
         .map(|d| (d, n))
 }
@@ -280,16 +281,17 @@ mod tests {
             ..Default::default()
         });
         plan.validate().unwrap();
-        let outputs = cachemir_vm::sim::execute(
-            &plan,
-            &HashMap::new(),
-            &[input.encode(values).unwrap()],
-        )
-        .unwrap();
+        let outputs =
+            cachemir_vm::sim::execute(&plan, &HashMap::new(), &[input.encode(values).unwrap()])
+                .unwrap();
         output.decode(&outputs[0]).unwrap()
     }
 
-    fn convert(input: &Layout, output: &Layout, origin: Origin<'_>) -> (Vec<f64>, crate::lower::Counts) {
+    fn convert(
+        input: &Layout,
+        output: &Layout,
+        origin: Origin<'_>,
+    ) -> (Vec<f64>, crate::lower::Counts) {
         let mut b = Builder::new(input.slots);
         let x = Cipher {
             registers: (0..input.ciphertexts())

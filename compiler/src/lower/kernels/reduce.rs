@@ -3,14 +3,21 @@
 //! The kernel looks for the stride structure of the reduced axis in the layout: element `(o, k)`
 //! at ciphertext `c_o + ⌊k/T⌋`, slot `p_o + (k mod T)·Δ`. It adds the `⌈n/T⌉` ciphertexts of
 //! each block, then sums the `T` strided slots by doubling (⌊log2 T⌋ + popcount(T) − 1 rotations),
-//! leaving each output at `p_o` — and in every slot of the orbit when `T·Δ ≡ 0 (mod slots)`,
-//! as in interleaved replicated packing, where a norm's sum lands in every slot for free. Slots
-//! left holding partial sums are masked (one plaintext multiplication, which also applies the
-//! mean's `1/n`). Layouts without that structure are first converted to one that has it.
+//! leaving each output in every slot of its chain when `T·Δ ≡ 0 (mod slots)`, as in interleaved
+//! replicated packing, where a norm's sum lands in every slot for free. Otherwise the chain
+//! starts are kept by a mask (one plaintext multiplication, which also applies the mean's `1/n`)
+//! and spread back over their chains by the same doubling in the opposite direction, so the
+//! output holds each sum wherever its inputs were and the broadcast that follows (`x − mean`,
+//! `x · 1/Σ`) needs no rotation. Layouts without that structure are first converted to one that
+//! has it.
+//!
+//! Counts per output ciphertext: `blocks − 1` additions across ciphertexts, ⌊log2 T⌋ +
+//! popcount(T) − 1 rotations for the sum and as many for the spread (none when cyclic), one
+//! plaintext multiplication (a scalar one when cyclic and a mean).
 
 use super::convert::{gather, strided_sum};
 use crate::lower::{Builder, Cipher};
-use cachemir_ir::layout::{EMPTY, Layout, Run};
+use cachemir_ir::layout::{EMPTY, Layout};
 use cachemir_ir::plan::Plaintext;
 use std::sync::Arc;
 
@@ -100,18 +107,32 @@ fn structure(
                 }
             }
         }
-        candidates.sort_unstable();
+        // Cyclic chains first: their sums land in every slot of the orbit (no mask, free
+        // broadcast back); then the smallest stride.
+        candidates.sort_unstable_by_key(|&(delta, width)| {
+            (
+                width < n || !(width * delta).is_multiple_of(slots),
+                delta,
+                width,
+            )
+        });
         candidates.dedup();
     }
     'candidate: for (delta, width) in candidates {
         let blocks = n.div_ceil(width);
         let chain = |c: usize, s: usize, o: usize| {
-            (0..n).all(|k| holds(c + k / width, (s + (k % width) * delta) % slots, element(o, k)))
-                && (n..blocks * width).all(|k| {
-                    layout.map.get(c + k / width).is_none_or(|m| {
-                        m[(s + (k % width) * delta) % slots] == EMPTY
-                    })
-                })
+            (0..n).all(|k| {
+                holds(
+                    c + k / width,
+                    (s + (k % width) * delta) % slots,
+                    element(o, k),
+                )
+            }) && (n..blocks * width).all(|k| {
+                layout
+                    .map
+                    .get(c + k / width)
+                    .is_none_or(|m| m[(s + (k % width) * delta) % slots] == EMPTY)
+            })
         };
         let mut starts = Vec::with_capacity(outputs);
         let mut block_of = vec![usize::MAX; layout.ciphertexts()];
@@ -157,21 +178,17 @@ fn emit(b: &mut Builder, x: &Cipher, found: &Structure, out_shape: &[usize], sca
     block_starts.dedup();
     let index_of = |c: usize| block_starts.binary_search(&c).expect("a block start");
     let mut map = vec![vec![EMPTY; slots]; block_starts.len()];
-    let cyclic = found.blocks == 1 && (found.width * found.delta) % slots == 0;
+    let cyclic = found.blocks == 1 && (found.width * found.delta).is_multiple_of(slots);
     for (o, verified) in found.starts.iter().enumerate() {
         for &(c, s) in verified {
             let out = &mut map[index_of(c)];
-            if cyclic {
-                for k in 0..found.width {
-                    out[(s + k * found.delta) % slots] = o as u32;
-                }
-            } else {
-                out[s] = o as u32;
+            for k in 0..found.width {
+                out[(s + k * found.delta) % slots] = o as u32;
             }
         }
     }
     let mut registers = Vec::with_capacity(block_starts.len());
-    for (index, &start) in block_starts.iter().enumerate() {
+    for &start in &block_starts {
         let parts: Vec<_> = (0..found.blocks).map(|j| x.registers[start + j]).collect();
         let summed = b.sum(&parts).expect("at least one ciphertext");
         let summed = if found.width > 1 {
@@ -179,16 +196,38 @@ fn emit(b: &mut Builder, x: &Cipher, found: &Structure, out_shape: &[usize], sca
         } else {
             summed
         };
-        let full = map[index].iter().all(|&e| e != EMPTY);
-        let value = if full {
+        let value = if cyclic {
             if scale == 1.0 {
                 summed
             } else {
                 b.multiply_scalar(summed, scale)
             }
         } else {
-            let runs = valid_runs(&map[index]);
-            b.multiply_plain(summed, Plaintext::Fill { runs, value: scale })
+            // Keep the chain starts, then spread each back over its chain (the doubling in the
+            // opposite direction), so a broadcast of the sum back to the reduced axis is free.
+            let starts = super::convert::slot_runs(
+                found
+                    .starts
+                    .iter()
+                    .flat_map(|v| v.iter().filter(|&&(c, _)| c == start).map(|&(_, s)| s)),
+            );
+            let masked = b.multiply_plain(
+                summed,
+                Plaintext::Fill {
+                    runs: starts,
+                    value: scale,
+                },
+            );
+            if found.width > 1 {
+                strided_sum(
+                    b,
+                    masked,
+                    (slots - found.delta % slots) % slots,
+                    found.width,
+                )
+            } else {
+                masked
+            }
         };
         registers.push(value);
     }
@@ -198,15 +237,6 @@ fn emit(b: &mut Builder, x: &Cipher, found: &Structure, out_shape: &[usize], sca
     }
 }
 
-fn valid_runs(map: &[u32]) -> Vec<Run> {
-    super::convert::slot_runs(
-        map.iter()
-            .enumerate()
-            .filter(|(_, e)| **e != EMPTY)
-            .map(|(s, _)| s),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,10 +244,16 @@ mod tests {
     use cachemir_ir::plan::Ciphertexts;
     use std::collections::HashMap;
 
-    fn run_reduce(input: &Layout, axis: usize, scale: f64) -> (Vec<f64>, Vec<f64>, crate::lower::Counts) {
+    fn run_reduce(
+        input: &Layout,
+        axis: usize,
+        scale: f64,
+    ) -> (Vec<f64>, Vec<f64>, crate::lower::Counts) {
         let mut b = Builder::new(input.slots);
         let x = Cipher {
-            registers: (0..input.ciphertexts()).map(|c| b.load(0, c as u32)).collect(),
+            registers: (0..input.ciphertexts())
+                .map(|c| b.load(0, c as u32))
+                .collect(),
             layout: Arc::new(input.clone()),
         };
         let y = reduce(&mut b, &x, axis, scale);
@@ -227,13 +263,22 @@ mod tests {
         let counts = b.counts;
         let output = (*y.layout).clone();
         let plan = b.finish(Interface {
-            inputs: vec![Ciphertexts { name: "x".into(), layout: input.clone() }],
-            outputs: vec![Ciphertexts { name: "y".into(), layout: output.clone() }],
+            inputs: vec![Ciphertexts {
+                name: "x".into(),
+                layout: input.clone(),
+            }],
+            outputs: vec![Ciphertexts {
+                name: "y".into(),
+                layout: output.clone(),
+            }],
             ..Default::default()
         });
-        let values: Vec<f64> = (0..input.elements()).map(|v| ((v * 7) % 11) as f64 - 3.0).collect();
-        let out = cachemir_vm::sim::execute(&plan, &HashMap::new(), &[input.encode(&values).unwrap()])
-            .unwrap();
+        let values: Vec<f64> = (0..input.elements())
+            .map(|v| ((v * 7) % 11) as f64 - 3.0)
+            .collect();
+        let out =
+            cachemir_vm::sim::execute(&plan, &HashMap::new(), &[input.encode(&values).unwrap()])
+                .unwrap();
         // Every slot outside the output layout must be zero.
         for (c, m) in output.map.iter().enumerate() {
             for (s, &e) in m.iter().enumerate() {
@@ -251,7 +296,10 @@ mod tests {
         let outputs = values.len() / n;
         (0..outputs)
             .map(|o| {
-                scale * (0..n).map(|k| values[(o / after) * n * after + k * after + o % after]).sum::<f64>()
+                scale
+                    * (0..n)
+                        .map(|k| values[(o / after) * n * after + k * after + o % after])
+                        .sum::<f64>()
             })
             .collect()
     }

@@ -1,0 +1,185 @@
+//! Slot-level compilation of the shared models at 2^15 slots, executed on the `sim` backend and
+//! compared with onnxruntime's outputs.
+
+use cachemir_compiler::lower::weights::weight_values;
+use cachemir_compiler::lower::{LowerOptions, Lowered, lower};
+use cachemir_compiler::passes::approximate::Approximate;
+use cachemir_compiler::passes::calibrate::{Calibrate, Calibration};
+use cachemir_compiler::passes::decompose::Decompose;
+use cachemir_compiler::passes::{Pass, Pipeline, Recognize, Rewrite};
+use cachemir_compiler::reference::{Case, compare, models_dir};
+use cachemir_ir::npy::read_npy;
+use cachemir_ir::plan::TensorRef;
+use cachemir_ir::{Graph, Interpreter, Precision, Tensor};
+use cachemir_onnx::{ImportOptions, import_file};
+use cachemir_tests::embedding_output;
+use std::collections::HashMap;
+use std::path::Path;
+
+const SLOTS: usize = 1 << 15;
+
+fn approximated(dir: &Path, model: &str, samples: usize) -> Graph {
+    let case = Case::load(&dir.join(model).join("case0.json")).unwrap();
+    let options = ImportOptions {
+        input_shapes: case.input_shapes(),
+        ..Default::default()
+    };
+    let mut graph = import_file(&dir.join(format!("{model}.onnx")), &options)
+        .unwrap()
+        .graph;
+    graph.encrypt_from(embedding_output(model)).unwrap();
+    let calibration = Calibration::load(&dir.join(model).join("calib.json"))
+        .unwrap()
+        .truncated(samples);
+    let mut pipeline = Pipeline::new()
+        .with(Recognize)
+        .with(Rewrite::default())
+        .with(Decompose::default())
+        .with(Calibrate { calibration });
+    pipeline.run(&mut graph, None, &[], &mut |_, _| {}).unwrap();
+    Approximate::default().run(&mut graph).unwrap();
+    graph
+}
+
+fn run_program(json: &str, inputs: &HashMap<String, Tensor>) -> HashMap<String, Tensor> {
+    if json.is_empty() {
+        return HashMap::new();
+    }
+    let graph: Graph = serde_json::from_str(json).unwrap();
+    let feed: HashMap<String, Tensor> = graph
+        .inputs()
+        .iter()
+        .map(|i| {
+            let name = graph.input_name(i).to_string();
+            (name.clone(), inputs[&name].clone())
+        })
+        .collect();
+    Interpreter::new(&graph, Precision::F64).run(&feed).unwrap()
+}
+
+fn run_sim(lowered: &Lowered, graph: &Graph, case: &Case) -> HashMap<String, Vec<f64>> {
+    let plan = &lowered.plan;
+    plan.validate().unwrap();
+    let client = run_program(&plan.client_program, &case.inputs);
+    let public = run_program(&plan.public_program, &case.inputs);
+    let mut tensors: HashMap<TensorRef, Vec<f64>> = weight_values(lowered, graph)
+        .into_iter()
+        .map(|(name, (_, v))| (TensorRef::Weight(name), v))
+        .collect();
+    for (name, t) in public {
+        tensors.insert(
+            TensorRef::Public(name),
+            t.to_f64().iter().copied().collect(),
+        );
+    }
+    let inputs: Vec<Vec<Vec<f64>>> = plan
+        .inputs
+        .iter()
+        .map(|io| {
+            let tensor = client.get(&io.name).or(case.inputs.get(&io.name)).unwrap();
+            let values: Vec<f64> = tensor.to_f64().iter().copied().collect();
+            io.layout.encode(&values).unwrap()
+        })
+        .collect();
+    let outputs = cachemir_vm::sim::execute(plan, &tensors, &inputs).unwrap();
+    plan.outputs
+        .iter()
+        .zip(outputs)
+        .map(|(io, slots)| (io.name.clone(), io.layout.decode(&slots).unwrap()))
+        .collect()
+}
+
+fn lower_model(graph: &Graph, model: &str) -> Lowered {
+    let start = std::time::Instant::now();
+    let lowered = lower(
+        graph,
+        &LowerOptions {
+            slots: SLOTS,
+            period: None,
+            weights_file: "w.safetensors".into(),
+        },
+    )
+    .unwrap();
+    eprintln!(
+        "{model}: lowered in {:.2?}: period {}, {} instructions, {:?}",
+        start.elapsed(),
+        lowered.period,
+        lowered.plan.instructions.len(),
+        lowered.plan.counts()
+    );
+    let mut costly: Vec<_> = lowered.site_counts.iter().collect();
+    costly.sort_by_key(|(_, _, c)| std::cmp::Reverse(c.rotations));
+    for (site, _, c) in costly.iter().take(6) {
+        eprintln!("  {site}: {c:?}");
+    }
+    lowered
+}
+
+fn check_decoder(model: &str) {
+    let Some(dir) = models_dir() else { return };
+    let graph = approximated(&dir, model, 32);
+    let lowered = lower_model(&graph, model);
+    for index in 0..2 {
+        let case = Case::load(&dir.join(model).join(format!("case{index}.json"))).unwrap();
+        let outputs = run_sim(&lowered, &graph, &case);
+        for (name, path) in &case.expected {
+            let expected = read_npy(path).unwrap();
+            let got = Tensor::F64(
+                ndarray::ArrayD::from_shape_vec(
+                    ndarray::IxDyn(expected.shape()),
+                    outputs[name].clone(),
+                )
+                .unwrap(),
+            );
+            let c = compare(name, &got, &expected, None).unwrap();
+            eprintln!(
+                "{model} case{index} {name}: max abs error {:.3e}, argmax {:?}",
+                c.max_abs_error, c.same_argmax
+            );
+            if name == "logits" {
+                assert_eq!(
+                    c.same_argmax.0, c.same_argmax.1,
+                    "{model} case{index}: next token changed"
+                );
+                assert!(
+                    c.max_abs_error <= 0.05,
+                    "{model} case{index}: {:.3e}",
+                    c.max_abs_error
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn tiny_llama_decode_step_on_sim() {
+    check_decoder("tiny_llama_decode_step_p15_ts17");
+}
+
+#[test]
+fn tiny_gpt2_decode_step_on_sim() {
+    check_decoder("tiny_gpt2_decode_step_p15_ts17");
+}
+
+#[test]
+fn minilm_on_sim() {
+    let Some(dir) = models_dir() else { return };
+    let model = "minilm_l6_dyn_ts17";
+    let graph = approximated(&dir, model, 8);
+    let lowered = lower_model(&graph, model);
+    let case = Case::load(&dir.join(model).join("case0.json")).unwrap();
+    let outputs = run_sim(&lowered, &graph, &case);
+    let (_, path) = case
+        .expected
+        .iter()
+        .find(|(n, _)| n == "sentence_embedding")
+        .unwrap();
+    let r: Vec<f64> = read_npy(path).unwrap().to_f64().iter().copied().collect();
+    let a = &outputs["sentence_embedding"];
+    let dot: f64 = a.iter().zip(&r).map(|(x, y)| x * y).sum();
+    let cosine = dot
+        / (a.iter().map(|x| x * x).sum::<f64>().sqrt()
+            * r.iter().map(|x| x * x).sum::<f64>().sqrt());
+    eprintln!("MiniLM case0: sentence-embedding cosine {cosine:.6}");
+    assert!(cosine >= 0.999, "cosine {cosine}");
+}
