@@ -22,7 +22,8 @@ use std::process::ExitCode;
     after_help = "Examples:\n  \
         cachemirc import minilm.onnx --dim batch=1 --dim sequence=16\n  \
         cachemirc import model.onnx --dim batch=1 --dim sequence=16 --outputs /encoder/layer.0/output/LayerNorm/LayerNormalization_output_0 --emit ir\n  \
-        cachemirc eval tiny_llama_decode_step_p15_ts17.onnx --inputs models/tiny_llama_decode_step_p15_ts17/case0.json --out out/ --expect"
+        cachemirc eval tiny_llama_decode_step_p15_ts17.onnx --inputs models/tiny_llama_decode_step_p15_ts17/case0.json --out out/ --expect\n  \
+        cachemirc compile tiny_llama_decode_step_p15_ts17.onnx --calibration models/tiny_llama_decode_step_p15_ts17/calib.json --sample models/tiny_llama_decode_step_p15_ts17/case0.json --encrypt-from /model/model/embed_tokens/Gather_output_0 -o llama.plan"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -70,8 +71,9 @@ enum Command {
         #[command(flatten)]
         import: ImportArgs,
     },
-    /// Compile a model: tensor-level passes (recognize, decompose, calibrate, approximate) now;
-    /// the slot-level passes that produce a runnable plan come with issues 7 and 8.
+    /// Compile a model: tensor-level passes (recognize, decompose, calibrate, approximate), then
+    /// with `-o FILE.plan` (or `--emit plan|plan-json|asm`) the slot-level lowering to a plan and
+    /// its weights file.
     Compile(CompileArgs),
     /// Print a plan's depth / level / bootstrap / key / memory / latency report (issue 8).
     Report {
@@ -124,13 +126,25 @@ struct CompileArgs {
     /// Print the IR after this pass to standard error (repeatable).
     #[arg(long)]
     dump_after: Vec<String>,
-    /// What to write: the report, the IR as text (as JSON, loadable by `eval`, when -o ends in
-    /// `.json`), the IR as JSON, or model text plus weights.
-    #[arg(long, value_enum, default_value_t = Emit::Summary)]
-    emit: Emit,
-    /// Write to this file instead of standard output.
+    /// What to write: the tensor-level report, the IR as text (as JSON, loadable by `eval`, when
+    /// -o ends in `.json`), the IR as JSON, model text plus weights, or (lowered to slots) the
+    /// binary plan, the plan as JSON, or its disassembly. Default: `plan` when -o ends in
+    /// `.plan`, else `summary`.
+    #[arg(long, value_enum)]
+    emit: Option<CompileEmit>,
+    /// Write to this file instead of standard output. A plan's weights go next to it, as
+    /// `<stem>.weights.safetensors`.
     #[arg(short, long)]
     output: Option<PathBuf>,
+    /// Slots per ciphertext of the plan (a power of two; 2^15 = N/2 for N = 2^16).
+    #[arg(long, default_value_t = 1 << 15)]
+    slots: usize,
+    /// The interleaved period of the plan's activations (default: chosen by cost).
+    #[arg(long)]
+    period: Option<usize>,
+    /// Also list every kernel instance of the plan (site, kernel, counts).
+    #[arg(short, long)]
+    verbose: bool,
     #[command(flatten)]
     import: ImportArgs,
 }
@@ -158,6 +172,31 @@ enum Emit {
     Ir,
     Json,
     Dsl,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum CompileEmit {
+    /// The tensor-level report (passes, approximations, depth).
+    Summary,
+    /// The approximated IR as text (as JSON when -o ends in `.json`).
+    Ir,
+    /// The approximated IR as JSON.
+    Json,
+    /// Cachemir model text plus weights.
+    Dsl,
+    /// The binary plan (`cachemir run` reads it) and its weights.
+    Plan,
+    /// The plan as JSON (same structure as the binary form) and its weights.
+    PlanJson,
+    /// The plan's disassembly: one instruction per line, grouped by site.
+    Asm,
+}
+
+impl CompileEmit {
+    /// Whether this emit lowers the graph to a plan.
+    fn lowers(self) -> bool {
+        matches!(self, Self::Plan | Self::PlanJson | Self::Asm)
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -262,6 +301,41 @@ fn compile(args: CompileArgs) -> Result<()> {
     use cachemir_compiler::passes::rotate_residual::RotateResidual;
     use cachemir_compiler::passes::{Pipeline, Recognize, Rewrite, depth};
 
+    let start = std::time::Instant::now();
+    let emit = args.emit.unwrap_or_else(|| {
+        if args
+            .output
+            .as_deref()
+            .is_some_and(|o| o.extension().is_some_and(|e| e == "plan"))
+        {
+            CompileEmit::Plan
+        } else {
+            CompileEmit::Summary
+        }
+    });
+    if emit.lowers() {
+        if let Some(pass) = &args.stop_after {
+            return Err(input_error(anyhow::anyhow!(
+                "--stop-after {pass} stops before the slot-level lowering; it applies to --emit summary, ir, json and dsl"
+            )));
+        }
+        if emit == CompileEmit::Plan && args.output.is_none() {
+            return Err(input_error(anyhow::anyhow!(
+                "--emit plan writes a binary file: give -o FILE.plan"
+            )));
+        }
+        if !args.slots.is_power_of_two() {
+            return Err(input_error(anyhow::anyhow!(
+                "--slots {}: the slot count must be a power of two",
+                args.slots
+            )));
+        }
+        if args.period == Some(0) {
+            return Err(input_error(anyhow::anyhow!(
+                "--period 0: the period must be positive"
+            )));
+        }
+    }
     let shapes = match &args.sample {
         Some(case) => Case::load(case).map_err(input_error)?.input_shapes(),
         None => HashMap::new(),
@@ -321,8 +395,11 @@ fn compile(args: CompileArgs) -> Result<()> {
             &mut dump,
         )
         .map_err(input_error)?;
-    let text = match args.emit {
-        Emit::Summary => {
+    if emit.lowers() {
+        return write_plan(&graph, &args, emit, start.elapsed());
+    }
+    let text = match emit {
+        CompileEmit::Summary => {
             let mut report =
                 String::from("pass          time (ms)   nodes before → after   what it did\n");
             for r in &records {
@@ -360,13 +437,16 @@ fn compile(args: CompileArgs) -> Result<()> {
                 ));
             }
             report.push_str(
-                "\n(the slot-level passes that make a runnable plan come with issues 7 and 8)\n",
+                "\n(-o FILE.plan lowers the graph to a plan that `cachemir run` executes)\n",
             );
             report
         }
-        Emit::Ir => ir_text(&graph, args.output.as_deref())?,
-        Emit::Json => serde_json::to_string(&graph)?,
-        Emit::Dsl => emit_dsl(&graph, args.output.as_deref(), None)?,
+        CompileEmit::Ir => ir_text(&graph, args.output.as_deref())?,
+        CompileEmit::Json => serde_json::to_string(&graph)?,
+        CompileEmit::Dsl => emit_dsl(&graph, args.output.as_deref(), None)?,
+        CompileEmit::Plan | CompileEmit::PlanJson | CompileEmit::Asm => {
+            unreachable!("lowering emits returned above")
+        }
     };
     match &args.output {
         Some(path) => {
@@ -375,6 +455,228 @@ fn compile(args: CompileArgs) -> Result<()> {
         None => print!("{text}"),
     }
     Ok(())
+}
+
+/// The slot-level half of `compile`: lowers the approximated graph and writes the plan (binary,
+/// JSON or disassembly) and, next to a plan file, its weights; prints the plan summary.
+fn write_plan(
+    graph: &Graph,
+    args: &CompileArgs,
+    emit: CompileEmit,
+    tensor_level: std::time::Duration,
+) -> Result<()> {
+    use cachemir_compiler::lower::weights::write_weights;
+    use cachemir_compiler::lower::{LowerOptions, lower};
+
+    let output = args.output.as_deref();
+    let weights_file = weights_file_name(output.unwrap_or(&args.model));
+    let start = std::time::Instant::now();
+    let lowered = lower(
+        graph,
+        &LowerOptions {
+            slots: args.slots,
+            period: args.period,
+            weights_file: weights_file.clone(),
+        },
+    )
+    .map_err(|e| {
+        let hint = if args.encrypt_from.is_empty() {
+            " (without --encrypt-from only the float inputs are encrypted; --encrypt-from NAME \
+             has the client encrypt from that value, e.g. the token embedding)"
+        } else {
+            ""
+        };
+        input_error(anyhow::anyhow!("lowering: {e}{hint}"))
+    })?;
+    let lowering = start.elapsed();
+    let plan = &lowered.plan;
+    plan.validate()
+        .context("the lowered plan is inconsistent (a compiler bug)")?;
+    let (bytes, weights) = match emit {
+        CompileEmit::Plan => (plan.to_bytes()?, true),
+        CompileEmit::PlanJson => (serde_json::to_vec(plan)?, true),
+        CompileEmit::Asm => (plan.disassemble().into_bytes(), false),
+        _ => unreachable!("only lowering emits reach write_plan"),
+    };
+    let summary = plan_summary(&lowered, args.verbose);
+    match output {
+        Some(path) => {
+            let dir = path.parent().unwrap_or(Path::new(""));
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+            }
+            std::fs::write(path, &bytes).with_context(|| format!("writing {}", path.display()))?;
+            println!("wrote {} ({} bytes)", path.display(), bytes.len());
+            if weights {
+                let weights_path = dir.join(&weights_file);
+                write_weights(&lowered, graph, &weights_path).map_err(|m| anyhow::anyhow!(m))?;
+                let size = std::fs::metadata(&weights_path).map_or(0, |m| m.len());
+                println!(
+                    "wrote {} ({} weights, {size} bytes)",
+                    weights_path.display(),
+                    plan.weight_shapes.len()
+                );
+            }
+            print!("{summary}");
+            println!(
+                "compiled in {:.2} s (import and tensor-level passes {:.2} s, lowering {:.2} s)",
+                (tensor_level + lowering).as_secs_f64(),
+                tensor_level.as_secs_f64(),
+                lowering.as_secs_f64()
+            );
+        }
+        None => {
+            // The plan goes to standard output; the summary to standard error.
+            use std::io::Write;
+            std::io::stdout()
+                .write_all(&bytes)
+                .context("writing to standard output")?;
+            eprint!("{summary}");
+        }
+    }
+    Ok(())
+}
+
+/// `<stem>.weights.safetensors` for a plan written to `output` (`model.plan`,
+/// `model.plan.json`, `model.asm` → `model.weights.safetensors`).
+fn weights_file_name(output: &Path) -> String {
+    let name = output
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model".into());
+    let stem = [".plan.json", ".plan", ".json", ".asm", ".onnx", ".cmr"]
+        .iter()
+        .find_map(|suffix| name.strip_suffix(suffix))
+        .filter(|stem| !stem.is_empty())
+        .map_or_else(
+            || {
+                output
+                    .file_stem()
+                    .map_or("model".into(), |s| s.to_string_lossy().into_owned())
+            },
+            str::to_string,
+        );
+    format!("{stem}.weights.safetensors")
+}
+
+/// The plan summary `compile` prints: slots, period, instruction counts by mnemonic, rotation
+/// steps, weights, and per layer the rotations and multiplications (with `verbose`, every
+/// kernel). No timings or paths, so it is stable for a given model and compiler.
+fn plan_summary(lowered: &cachemir_compiler::lower::Lowered, verbose: bool) -> String {
+    use std::collections::BTreeMap;
+    use std::fmt::Write;
+
+    let plan = &lowered.plan;
+    let counts = plan.counts();
+    let weight_elements: usize = plan
+        .weight_shapes
+        .values()
+        .map(|s| s.iter().product::<usize>())
+        .sum();
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "plan {}: {} slots, period {}",
+        plan.name, plan.slots, lowered.period
+    );
+    let _ = writeln!(
+        out,
+        "ciphertexts: {} in, {} out ({} KV-cache states)",
+        plan.inputs.len(),
+        plan.outputs.len(),
+        plan.states.len()
+    );
+    let _ = writeln!(
+        out,
+        "instructions: {} over {} registers, {} plaintexts, {} range checks",
+        plan.instructions.len(),
+        plan.registers,
+        plan.plaintexts.len(),
+        plan.checks.len()
+    );
+    let by_mnemonic: Vec<String> = counts.iter().map(|(m, n)| format!("{m} {n}")).collect();
+    let _ = writeln!(out, "  {}", by_mnemonic.join(", "));
+    let _ = writeln!(out, "rotation steps: {} distinct", plan.rotations.len());
+    let _ = writeln!(
+        out,
+        "weights: {} tensors, {} bytes (f32)",
+        plan.weight_shapes.len(),
+        weight_elements * 4
+    );
+
+    // Per layer: the nodes' rotations, ct-pt and ct-ct multiplications; what the outputs add
+    // (gathers into the KV-cache layout, masks) is the rest of the plan's totals.
+    type Row = (usize, usize, usize);
+    let mut layers: BTreeMap<Option<u32>, Row> = BTreeMap::new();
+    for (_, layer, c) in &lowered.site_counts {
+        let row = layers.entry(*layer).or_default();
+        row.0 += c.rotations;
+        row.1 += c.plaintext_multiplications;
+        row.2 += c.ciphertext_multiplications;
+    }
+    let sum = layers
+        .values()
+        .fold((0, 0, 0), |a, r| (a.0 + r.0, a.1 + r.1, a.2 + r.2));
+    let get = |m: &str| counts.get(m).copied().unwrap_or(0);
+    let total = (get("rot") + get("rot.h"), get("mul.p"), get("mul"));
+    let line = |out: &mut String, name: &str, (r, p, c): Row| {
+        let _ = writeln!(out, "{name:<8} {r:>10} {p:>12} {c:>12}");
+    };
+    let _ = writeln!(
+        out,
+        "{:<8} {:>10} {:>12} {:>12}",
+        "layer", "rotations", "ct-pt mults", "ct-ct mults"
+    );
+    for (layer, row) in &layers {
+        if let Some(layer) = layer {
+            line(&mut out, &layer.to_string(), *row);
+        }
+    }
+    if let Some(row) = layers.get(&None) {
+        line(&mut out, "other", *row);
+    }
+    line(
+        &mut out,
+        "outputs",
+        (
+            total.0.saturating_sub(sum.0),
+            total.1.saturating_sub(sum.1),
+            total.2.saturating_sub(sum.2),
+        ),
+    );
+    line(&mut out, "total", total);
+    if verbose {
+        let width = lowered
+            .kernels
+            .iter()
+            .map(|k| k.kernel.chars().count())
+            .max()
+            .unwrap_or(0);
+        let _ = writeln!(
+            out,
+            "kernels ({})\n{:>9} {:>11} {:>11}  {:<width$}  site",
+            lowered.kernels.len(),
+            "rotations",
+            "ct-pt mults",
+            "ct-ct mults",
+            "kernel"
+        );
+        for k in &lowered.kernels {
+            let pad = width - k.kernel.chars().count();
+            let _ = writeln!(
+                out,
+                "{:>9} {:>11} {:>11}  {}{:pad$}  {}",
+                k.counts.rotations,
+                k.counts.plaintext_multiplications,
+                k.counts.ciphertext_multiplications,
+                k.kernel,
+                "",
+                k.site
+            );
+        }
+    }
+    out
 }
 
 /// A pass shared with the caller, who reads its results after the pipeline ran.

@@ -6,7 +6,8 @@
 
 mod alloc_tuning;
 mod bench;
-mod run;
+
+use cachemir_cli::run;
 
 use std::process::ExitCode;
 
