@@ -12,7 +12,7 @@
 //! is a strided rotate-and-sum.
 
 use cachemir_ir::layout::{EMPTY, Layout, Packing};
-use cachemir_ir::{Graph, Op, Secrecy};
+use cachemir_ir::{Graph, InputRole, Op, Secrecy};
 
 use super::kernels::matvec;
 
@@ -68,6 +68,43 @@ pub fn kv_cache(shape: &[usize], slots: usize, period: usize, group: usize) -> L
 /// The product layout of decode attention over `[heads, outer, inner]` elements where
 /// `token_inner` says whether the key position is the inner (summed) axis (`softmax·V`) or the
 /// outer one (`qKᵀ`).
+///
+/// # Counts
+///
+/// With `H` query heads over `kv` KV heads (`G = H / kv`), head dimension `hd`, `P` cached
+/// tokens plus the new one (`T = P + 1`), `t = slots / period`, `C = ⌈T/t⌉` product
+/// ciphertexts, `C_p = ⌈P/t⌉` cached ones, and `δ(n) = ⌊log2 n⌋ + popcount(n) − 1` (a doubling
+/// sum of `n` terms), one decode product costs:
+///
+/// - the keys (values) into this layout: on each cached ciphertext the GQA copies for heads
+///   `g·G + m`, `0 < m < G`, are whole rotations by `m·hd·t` slots without masks, `r_G = G − 1`
+///   rotations (hoisted from 2 steps on), or `r_G = δ(G)` by doubling from `G = 4` on (and
+///   `δ(G)` additions); the new token goes from the projection's interleaved output into replica
+///   `P mod t` of ciphertext `⌊P/t⌋` in one masked group per distinct shift `(h − ⌊h/G⌋)·hd`:
+///   `H − kv + 1` masks and `H − kv` rotations (hoisted). Additions: the contributions
+///   (`G` per cached ciphertext, 1 with doubling, and `H − kv + 1`) minus `C`;
+/// - the other factor nothing: the query's interleaved packing already holds `q[h·hd + d]` at
+///   every `Φ(h, j, d)`, and `qKᵀ`'s sum leaves score `(h, j)` on every `Φ(h, j, d)`;
+/// - `C` ciphertext multiplications;
+/// - `qKᵀ`'s sum over `d` (stride `t`, `hd` terms, not cyclic as `hd < period`): per ciphertext
+///   `δ(hd)` rotations, a mask keeping the chain starts and `δ(hd)` rotations spreading the sum
+///   back over its chain, so `2·C·δ(hd)` rotations, `C` masks, `2·C·δ(hd)` additions;
+/// - `softmax·V`'s sum over `j`: `C − 1` additions across ciphertexts, then stride `1 − t` over
+///   `w = min(t, T)` terms: `2·δ(w)` rotations, one mask, `2·δ(w)` additions.
+///
+/// In total `qKᵀ`: `C_p·r_G + H − kv + 2·C·δ(hd)` rotations, `H − kv + 1 + C` ct-pt and `C`
+/// ct-ct multiplications; `softmax·V`: `C_p·r_G + H − kv + 2·δ(min(t, T))` rotations,
+/// `H − kv + 2` ct-pt and `C` ct-ct multiplications. Appending the new token to a
+/// [`kv_cache`] state (the output's conversion, the cache itself stays in place) costs `kv`
+/// masks and `kv − 1` rotations with GQA (shifts `g·(G − 1)·hd`), one mask without, whatever `P`.
+///
+/// Self-attention over `S` tokens runs one query row at a time against keys (values) converted
+/// once: key row `j` is already in place in replica `j mod t` of ciphertext `⌊j/t⌋` (no GQA), so
+/// the conversion is `S` masks and `S − C` additions, then per row the multiplication and sum
+/// above with `C = ⌈S/t⌉`: `qKᵀ` `2·S·C·δ(hd)` rotations and `S + S·C` ct-pt multiplications,
+/// `softmax·V` `2·S·δ(min(t, S))` rotations and `2·S` ct-pt multiplications, `S·C` ct-ct each.
+///
+/// `tests/tests/attention_kernels.rs` checks these against the lowered kernels.
 pub fn decode_product(
     heads: usize,
     outer: usize,
@@ -125,6 +162,15 @@ pub fn choose_period(graph: &Graph, slots: usize) -> usize {
     let mut products: Vec<(usize, usize, usize)> = Vec::new(); // (row count, rows, columns)
     let mut minimum = 16usize;
     let mut widest_reduction = 0usize;
+    // Head dimensions of the KV caches (`[1, kv_heads, tokens, head_dim]` states).
+    let cache_head_dims: Vec<usize> = graph
+        .inputs()
+        .iter()
+        .filter(|i| matches!(i.role, InputRole::State { .. }))
+        .map(|i| &graph.input_type(i).shape)
+        .filter(|shape| shape.len() == 4)
+        .map(|shape| shape[3])
+        .collect();
     for node in graph.node_indices() {
         let n = graph.node(node);
         let operands = graph.operands(node);
@@ -149,9 +195,20 @@ pub fn choose_period(graph: &Graph, slots: usize) -> usize {
             }
             Op::MatMul if encrypted(0) && encrypted(1) => {
                 let a = &graph.value_type(operands[0]).expect("typed").shape;
+                let b = &graph.value_type(operands[1]).expect("typed").shape;
                 if a.len() >= 2 && a[a.len() - 2] == 1 {
                     let heads: usize = a[..a.len() - 2].iter().product();
-                    minimum = minimum.max((heads * a[a.len() - 1]).next_power_of_two());
+                    // The chunk holds every head's query (`qKᵀ`: `k` is the head dimension) or
+                    // output (`softmax·V`: `n` is), never a scores row, whose width grows with
+                    // the cache and would tie the period (so the cache layout) to the step.
+                    let (k, n) = (a[a.len() - 1], b[b.len() - 1]);
+                    let head_dim = if cache_head_dims.contains(&n) && !cache_head_dims.contains(&k)
+                    {
+                        n
+                    } else {
+                        k
+                    };
+                    minimum = minimum.max((heads * head_dim).next_power_of_two());
                 }
             }
             Op::Reduce { axes, .. } if encrypted(0) => {
