@@ -94,6 +94,11 @@ struct CompileArgs {
     /// Calibration inputs (`calib.json`: each input's `.npy` stacks the samples on axis 0).
     #[arg(long)]
     calibration: Option<PathBuf>,
+    /// Without calibration data (shape-only models, `weights none`): assume every value in
+    /// [−B, B] and values under 1/x, 1/√x, √x, log in [0.125, 4]. The plan's cost is right, its
+    /// accuracy is not.
+    #[arg(long, value_name = "B", conflicts_with = "calibration")]
+    assume_range: Option<f64>,
     /// Bind the ONNX model's symbolic dimensions from this case file's input shapes.
     #[arg(long)]
     sample: Option<PathBuf>,
@@ -369,12 +374,20 @@ fn compile(args: CompileArgs) -> Result<()> {
     );
     let mut approximate = None;
     if needs_calibration {
-        let Some(calibration) = calibration else {
-            return Err(input_error(anyhow::anyhow!(
-                "--calibration CALIB.json is needed for `calibrate` and `approximate` (or stop earlier with --stop-after decompose)"
-            )));
+        pipeline = match (calibration, args.assume_range) {
+            (Some(calibration), _) => pipeline.with(Calibrate { calibration }),
+            (None, Some(bound)) => pipeline.with(
+                cachemir_compiler::passes::calibrate::AssumeRanges {
+                    bound,
+                    ..Default::default()
+                },
+            ),
+            (None, None) => {
+                return Err(input_error(anyhow::anyhow!(
+                    "--calibration CALIB.json (or --assume-range B for a shape-only model) is needed for `calibrate` and `approximate` (or stop earlier with --stop-after decompose)"
+                )));
+            }
         };
-        pipeline = pipeline.with(Calibrate { calibration });
         let options = ApproximationOptions {
             precision_bits: args.precision_bits,
             margin: args.margin,

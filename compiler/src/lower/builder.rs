@@ -35,6 +35,21 @@ pub struct Counts {
     pub additions: usize,
 }
 
+impl std::ops::Add for Counts {
+    type Output = Counts;
+    fn add(self, o: Counts) -> Counts {
+        Counts {
+            rotations: self.rotations + o.rotations,
+            hoisted_groups: self.hoisted_groups + o.hoisted_groups,
+            plaintext_multiplications: self.plaintext_multiplications + o.plaintext_multiplications,
+            ciphertext_multiplications: self.ciphertext_multiplications
+                + o.ciphertext_multiplications,
+            scalar_multiplications: self.scalar_multiplications + o.scalar_multiplications,
+            additions: self.additions + o.additions,
+        }
+    }
+}
+
 impl std::ops::Sub for Counts {
     type Output = Counts;
     fn sub(self, o: Counts) -> Counts {
@@ -63,7 +78,7 @@ pub struct Builder {
     pub registers: u32,
     pub counts: Counts,
     site: u32,
-    plaintext_index: HashMap<String, u32>,
+    plaintext_index: HashMap<Vec<u8>, u32>,
 }
 
 impl Builder {
@@ -116,7 +131,7 @@ impl Builder {
 
     /// Interns a plaintext, returning its index.
     pub fn plaintext(&mut self, plaintext: Plaintext) -> Plain {
-        let key = serde_json::to_string(&plaintext).expect("plaintexts serialize");
+        let key = postcard::to_stdvec(&plaintext).expect("plaintexts serialize");
         if let Some(&index) = self.plaintext_index.get(&key) {
             return Plain(index);
         }

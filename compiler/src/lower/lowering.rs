@@ -95,7 +95,10 @@ pub fn lower(graph: &Graph, options: &LowerOptions) -> Result<Lowered, LowerErro
         kernels: Vec::new(),
         head_dims: Vec::new(),
         site_counts: Vec::new(),
+        input_free: Default::default(),
     };
+    // `CACHEMIR_TRACE_LOWERING=1` prints the nodes that take more than 0.1 s to lower.
+    let trace = std::env::var_os("CACHEMIR_TRACE_LOWERING").is_some();
     let mut inputs: Vec<Ciphertexts> = Vec::new();
     let mut client_outputs: Vec<String> = Vec::new();
     let state_groups = lowering.state_groups();
@@ -140,7 +143,16 @@ pub fn lower(graph: &Graph, options: &LowerOptions) -> Result<Lowered, LowerErro
             continue;
         }
         let before = lowering.b.counts;
+        let started = std::time::Instant::now();
         lowering.lower_node(node)?;
+        if trace && started.elapsed().as_secs_f64() > 0.1 {
+            eprintln!(
+                "lowering {} ({}): {:.2?}",
+                n.output_names[0],
+                n.op.name(),
+                started.elapsed()
+            );
+        }
         lowering.site_counts.push((
             n.output_names[0].clone(),
             layer_of(&n.output_names[0]),
@@ -253,8 +265,22 @@ fn program(graph: &Graph, outputs: &[String]) -> Result<String, LowerError> {
     Ok(serde_json::to_string(&extracted).expect("graphs serialize"))
 }
 
-/// The layer number in a node name (`layers.3`, `layer.3`, `h.3`), for per-layer reports.
+/// The layer number in a node name (`layers.3`, `layer.3`, `h.3`, DSL `i3.`), for per-layer
+/// reports.
 pub fn layer_of(name: &str) -> Option<u32> {
+    // DSL loops name values `i0.q`, `i12.h/MatMul` (loop variable and index).
+    let letters = name.chars().take_while(char::is_ascii_alphabetic).count();
+    let digits: String = name[letters..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    if letters > 0
+        && !digits.is_empty()
+        && name[letters + digits.len()..].starts_with('.')
+        && let Ok(layer) = digits.parse()
+    {
+        return Some(layer);
+    }
     for marker in ["layers.", "layer.", "/h."] {
         if let Some(at) = name.find(marker) {
             let digits: String = name[at + marker.len()..]
@@ -295,6 +321,7 @@ pub(super) struct Lowering<'g> {
     /// Head dimensions of the KV caches (decode attention's product layout).
     pub head_dims: Vec<usize>,
     pub site_counts: Vec<(String, Option<u32>, Counts)>,
+    input_free: std::cell::RefCell<HashMap<NodeIndex, bool>>,
 }
 
 impl Lowering<'_> {
@@ -315,7 +342,7 @@ impl Lowering<'_> {
     pub fn tensor_ref(&mut self, v: ValueRef) -> TensorRef {
         let name = self.graph.value_name(v).unwrap_or("unnamed").to_string();
         match self.graph.node(v.node).op {
-            Op::Constant(_) | Op::SyntheticWeight { .. } => {
+            _ if self.input_free(v.node) => {
                 self.weights
                     .entry(name.clone())
                     .or_insert(WeightSource::Value(v));
@@ -328,6 +355,38 @@ impl Lowering<'_> {
                 TensorRef::Public(name)
             }
         }
+    }
+
+    /// Whether a node depends on no graph input (constants, synthetic weights and what the
+    /// rewrites folded into them): such values are weights, computed once when the weights file
+    /// is written.
+    pub fn input_free(&self, node: NodeIndex) -> bool {
+        // Iterative post-order: graphs are thousands of nodes deep.
+        let mut known = self.input_free.borrow_mut();
+        let mut stack = vec![(node, false)];
+        while let Some((n, expanded)) = stack.pop() {
+            if known.contains_key(&n) {
+                continue;
+            }
+            let leaf = match self.graph.node(n).op {
+                Op::Input => Some(false),
+                Op::Constant(_) | Op::SyntheticWeight { .. } => Some(true),
+                _ => None,
+            };
+            if let Some(free) = leaf {
+                known.insert(n, free);
+                continue;
+            }
+            let operands = self.graph.operands(n);
+            if expanded {
+                let free = operands.iter().all(|v| known[&v.node]);
+                known.insert(n, free);
+            } else {
+                stack.push((n, true));
+                stack.extend(operands.iter().map(|v| (v.node, false)));
+            }
+        }
+        known[&node]
     }
 
     /// For each KV-cache state input feeding a decode attention: (query heads per KV head,

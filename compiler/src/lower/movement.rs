@@ -40,22 +40,68 @@ pub fn unravel(mut e: usize, shape: &[usize]) -> Vec<usize> {
     index
 }
 
+/// `f(index)` for every multi-index of `shape` in row-major order (one index buffer, not one
+/// allocation per element: views of long KV caches have millions of elements).
+fn map_indices(
+    shape: &[usize],
+    mut f: impl FnMut(&[usize]) -> (usize, usize),
+) -> Vec<(usize, usize)> {
+    let elements: usize = shape.iter().product();
+    let mut index = vec![0; shape.len()];
+    let mut out = Vec::with_capacity(elements);
+    for e in 0..elements {
+        if e > 0 {
+            for axis in (0..shape.len()).rev() {
+                index[axis] += 1;
+                if index[axis] < shape[axis] {
+                    break;
+                }
+                index[axis] = 0;
+            }
+        }
+        out.push(f(&index));
+    }
+    out
+}
+
 /// Flat index in `operand` of output element `e` of the broadcast `output` shape (numpy rules).
 pub fn broadcast_index(e: usize, output: &[usize], operand: &[usize]) -> usize {
-    let index = unravel(e, output);
-    let offset = output.len() - operand.len();
-    let strides = strides(operand);
-    operand
-        .iter()
-        .enumerate()
-        .map(|(i, &d)| {
-            if d == 1 {
-                0
-            } else {
-                index[offset + i] * strides[i]
-            }
-        })
-        .sum()
+    Broadcast::new(output, operand).index(e)
+}
+
+/// [`broadcast_index`] with the strides computed once, for maps over millions of elements.
+#[derive(Debug)]
+pub struct Broadcast {
+    /// Per output axis, from the last: (extent, operand stride or 0 when broadcast).
+    axes: Vec<(usize, usize)>,
+}
+
+impl Broadcast {
+    pub fn new(output: &[usize], operand: &[usize]) -> Self {
+        let offset = output.len() - operand.len();
+        let operand_strides = strides(operand);
+        let axes = (0..output.len())
+            .rev()
+            .map(|i| {
+                let stride = if i < offset || operand[i - offset] == 1 {
+                    0
+                } else {
+                    operand_strides[i - offset]
+                };
+                (output[i].max(1), stride)
+            })
+            .collect();
+        Self { axes }
+    }
+
+    pub fn index(&self, mut e: usize) -> usize {
+        let mut index = 0;
+        for &(extent, stride) in &self.axes {
+            index += (e % extent) * stride;
+            e /= extent;
+        }
+        index
+    }
 }
 
 fn axis(a: i64, rank: usize) -> usize {
@@ -84,47 +130,48 @@ pub fn element_map(
         }
         Op::Transpose { perm } => {
             let in_strides = strides(input);
-            (0..elements)
-                .map(|e| {
-                    let index = unravel(e, shape);
-                    let old: usize = perm
-                        .iter()
+            map_indices(shape, |index| {
+                (
+                    0,
+                    perm.iter()
                         .enumerate()
                         .map(|(i, &p)| index[i] * in_strides[p])
-                        .sum();
-                    (0, old)
-                })
-                .collect()
+                        .sum(),
+                )
+            })
         }
         Op::Expand { .. } => (0..elements)
-            .map(|e| (0, broadcast_index(e, shape, input)))
+            .map({
+                let b = Broadcast::new(shape, input);
+                move |e| (0, b.index(e))
+            })
             .collect(),
         Op::Concat { axis: a } => {
             let a = axis(*a, shape.len());
-            (0..elements)
-                .map(|e| {
-                    let mut index = unravel(e, shape);
-                    let mut operand = 0;
-                    while index[a] >= operand_shapes[operand][a] {
-                        index[a] -= operand_shapes[operand][a];
-                        operand += 1;
-                    }
-                    let s = strides(&operand_shapes[operand]);
-                    (operand, index.iter().zip(&s).map(|(i, s)| i * s).sum())
-                })
-                .collect()
+            let operand_strides: Vec<Vec<usize>> =
+                operand_shapes.iter().map(|s| strides(s)).collect();
+            map_indices(shape, |index| {
+                let mut along = index[a];
+                let mut operand = 0;
+                while along >= operand_shapes[operand][a] {
+                    along -= operand_shapes[operand][a];
+                    operand += 1;
+                }
+                let s = &operand_strides[operand];
+                let flat: usize = index.iter().zip(s).map(|(i, s)| i * s).sum();
+                (operand, flat - index[a] * s[a] + along * s[a])
+            })
         }
         Op::Split { axis: a, sizes } => {
             let a = axis(*a, shape.len());
             let start: usize = sizes[..output].iter().sum();
             let s = strides(input);
-            (0..elements)
-                .map(|e| {
-                    let mut index = unravel(e, shape);
-                    index[a] += start;
-                    (0, index.iter().zip(&s).map(|(i, s)| i * s).sum())
-                })
-                .collect()
+            map_indices(shape, |index| {
+                (
+                    0,
+                    index.iter().zip(&s).map(|(i, s)| i * s).sum::<usize>() + start * s[a],
+                )
+            })
         }
         Op::Slice {
             starts,
@@ -152,15 +199,12 @@ pub fn element_map(
                 step[a] = st;
             }
             let s = strides(input);
-            (0..elements)
-                .map(|e| {
-                    let index = unravel(e, shape);
-                    let old: i64 = (0..rank)
-                        .map(|i| (first[i] + index[i] as i64 * step[i]) * s[i] as i64)
-                        .sum();
-                    (0, old as usize)
-                })
-                .collect()
+            map_indices(shape, |index| {
+                let old: i64 = (0..rank)
+                    .map(|i| (first[i] + index[i] as i64 * step[i]) * s[i] as i64)
+                    .sum();
+                (0, old as usize)
+            })
         }
         Op::Gather { axis: a } => {
             let indices = constant_indices?.to_f64();

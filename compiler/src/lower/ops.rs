@@ -6,7 +6,7 @@ use super::Cipher;
 use super::kernels::matvec::{self, Matrix};
 use super::kernels::{polynomial, reduce::reduce};
 use super::lowering::{KernelRecord, LowerError, Lowering, WeightSource};
-use super::movement::{broadcast_index, element_map, is_movement, unravel};
+use super::movement::{Broadcast, element_map, is_movement};
 use super::select::{decode_product, general_product, rows_interleaved};
 use super::value::Value;
 use cachemir_ir::layout::{EMPTY, Layout, runs_of};
@@ -175,9 +175,8 @@ impl Lowering<'_> {
                 let lead = self.broadcast(&lead, &out_shape);
                 let lead = self.materialize(&lead);
                 let other_shape = other.shape().to_vec();
-                let target = remap(&lead.layout, &other_shape, |e| {
-                    broadcast_index(e, &out_shape, &other_shape)
-                });
+                let broadcast = Broadcast::new(&out_shape, &other_shape);
+                let target = remap(&lead.layout, &other_shape, |e| broadcast.index(e));
                 let other = if op == BinaryOp::Mul {
                     other.gather_for_product(&mut self.b, &target)
                 } else {
@@ -327,8 +326,8 @@ impl Lowering<'_> {
         if x.shape() == shape {
             return x.clone();
         }
-        let from = x.shape().to_vec();
-        Value::rearrange(&[x], shape, |e| (0, broadcast_index(e, shape, &from)))
+        let broadcast = Broadcast::new(shape, x.shape());
+        Value::rearrange(&[x], shape, |e| (0, broadcast.index(e)))
     }
 
     /// `c` added to every element, keeping empty slots zero.
@@ -358,6 +357,7 @@ impl Lowering<'_> {
         tensor: TensorRef,
         emit: impl Fn(&mut super::Builder, Register, Plaintext) -> Register,
     ) -> Vec<Register> {
+        let broadcast = Broadcast::new(out_shape, p_shape);
         x.registers
             .iter()
             .enumerate()
@@ -368,7 +368,7 @@ impl Lowering<'_> {
                         if e == EMPTY {
                             EMPTY
                         } else {
-                            broadcast_index(e as usize, out_shape, p_shape) as u32
+                            broadcast.index(e as usize) as u32
                         }
                     })
                     .collect();
@@ -389,10 +389,7 @@ impl Lowering<'_> {
         let out_shape = n.outputs[0].shape.clone();
         let (a, w) = (operands[0], operands[1]);
         let w_shape = self.shape(w);
-        if w_shape.len() != 2
-            || self.graph.constant(w).is_none()
-                && !matches!(self.graph.node(w.node).op, Op::SyntheticWeight { .. })
-        {
+        if w_shape.len() != 2 || !self.input_free(w.node) {
             return Err(self.unsupported(
                 node,
                 "the weight of an encrypted matrix product must be a 2-D constant",
@@ -510,16 +507,14 @@ impl Lowering<'_> {
         let (m, k, nn) = (sa[sa.len() - 2], sa[sa.len() - 1], sb[sb.len() - 1]);
         let batch: usize = out_shape[..out_shape.len() - 2].iter().product();
         let batch_shape = &out_shape[..out_shape.len() - 2];
-        let a_index = |bi: usize, i: usize, kk: usize| {
-            let batch_a = broadcast_index(bi, batch_shape, &sa[..sa.len() - 2]);
-            (batch_a * m + i) * k + kk
-        };
-        let b_index = |bi: usize, kk: usize, j: usize| {
-            let batch_b = broadcast_index(bi, batch_shape, &sb[..sb.len() - 2]);
-            (batch_b * k + kk) * nn + j
-        };
+        let (batch_a, batch_b) = (
+            Broadcast::new(batch_shape, &sa[..sa.len() - 2]),
+            Broadcast::new(batch_shape, &sb[..sb.len() - 2]),
+        );
+        let a_index = |bi: usize, i: usize, kk: usize| (batch_a.index(bi) * m + i) * k + kk;
+        let b_index = |bi: usize, kk: usize, j: usize| (batch_b.index(bi) * k + kk) * nn + j;
         let slots = self.b.slots;
-        let token_inner = self.attention_role(&va, m, k, nn);
+        let token_inner = self.attention_role(node, m, k, nn);
         let fits = |inner: bool| batch * if inner { nn } else { k } <= self.period;
         let before = self.b.counts;
         let (summed, kernel) = match token_inner.filter(|&inner| fits(inner)) {
@@ -527,10 +522,7 @@ impl Lowering<'_> {
                 // One attention row at a time against keys (values) converted once.
                 let layout = decode_product(batch, nn, k, inner, slots, self.period);
                 let row_shape = [1, batch, 1, nn, k];
-                let split = |e: usize| {
-                    let index = unravel(e, &row_shape);
-                    (index[1], index[3], index[4])
-                };
+                let split = |e: usize| (e / (nn * k), (e / k) % nn, e % k);
                 let b_view = Value::rearrange(&[&vb], &row_shape, |e| {
                     let (bi, j, kk) = split(e);
                     (0, b_index(bi, kk, j))
@@ -580,10 +572,7 @@ impl Lowering<'_> {
             None => {
                 let product_shape = [1, batch, m, nn, k];
                 let layout = general_product(&product_shape, slots);
-                let split = |e: usize| {
-                    let index = unravel(e, &product_shape);
-                    (index[1], index[2], index[3], index[4])
-                };
+                let split = |e: usize| (e / (m * nn * k), (e / (nn * k)) % m, (e / k) % nn, e % k);
                 let a_view = Value::rearrange(&[&va], &product_shape, |e| {
                     let (bi, i, _, kk) = split(e);
                     (0, a_index(bi, i, kk))
@@ -628,24 +617,53 @@ impl Lowering<'_> {
     /// Whether a ciphertext product `[.., m, k] × [.., k, n]` is attention's `qKᵀ`
     /// (`Some(false)`: the head dimension is summed) or `softmax·V` (`Some(true)`: the key
     /// position is summed): from the KV caches' head dimension for decode steps, from the square
-    /// score matrix for self-attention over a sequence.
-    fn attention_role(&self, a: &Value, m: usize, k: usize, nn: usize) -> Option<bool> {
-        if m > 1 {
-            return match (nn == m && k != m, k == m && nn != m) {
-                (true, _) => Some(false),
-                (_, true) => Some(true),
-                _ => None,
-            };
+    /// score matrix for self-attention over a sequence, and where shapes cannot tell (as many
+    /// tokens as the head dimension) from the first operand's history: scores come out of an
+    /// earlier ciphertext product.
+    fn attention_role(&self, node: NodeIndex, m: usize, k: usize, nn: usize) -> Option<bool> {
+        let by_shape = if m > 1 {
+            match (nn == m && k != m, k == m && nn != m) {
+                (true, _) => Some(Some(false)),
+                (_, true) => Some(Some(true)),
+                _ if k == m && nn == m => None,
+                _ => Some(None),
+            }
+        } else {
+            match (self.head_dims.contains(&k), self.head_dims.contains(&nn)) {
+                (true, false) => Some(Some(false)),
+                (false, true) => Some(Some(true)),
+                (true, true) => None,
+                (false, false) => Some(None),
+            }
+        };
+        by_shape.unwrap_or_else(|| Some(self.follows_a_product(self.graph.operands(node)[0])))
+    }
+
+    /// Whether `value` derives from an encrypted × encrypted matrix product through element-wise,
+    /// polynomial, reduction and data-movement ops.
+    fn follows_a_product(&self, value: ValueRef) -> bool {
+        let mut stack = vec![value.node];
+        let mut seen = std::collections::HashSet::new();
+        while let Some(n) = stack.pop() {
+            if !seen.insert(n) {
+                continue;
+            }
+            let node = self.graph.node(n);
+            let operands = self.graph.operands(n);
+            match &node.op {
+                Op::MatMul if operands.iter().all(|v| self.encrypted(*v)) => return true,
+                Op::Binary(_) | Op::Unary(_) | Op::Polynomial(_) | Op::Reduce { .. } => {}
+                op if is_movement(op) => {}
+                _ => continue,
+            }
+            stack.extend(
+                operands
+                    .iter()
+                    .filter(|v| self.encrypted(**v))
+                    .map(|v| v.node),
+            );
         }
-        match (self.head_dims.contains(&k), self.head_dims.contains(&nn)) {
-            (true, false) => Some(false),
-            (false, true) => Some(true),
-            (true, true) => Some(!matches!(
-                a,
-                Value::Cipher(c) if matches!(c.layout.packing, cachemir_ir::layout::Packing::Interleaved { .. })
-            )),
-            (false, false) => None,
-        }
+        false
     }
 }
 

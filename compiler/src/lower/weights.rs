@@ -19,10 +19,18 @@ fn graph_values(graph: &Graph, value: ValueRef) -> Vec<f64> {
                 Value::Bool(a) => a.iter().map(|&v| f64::from(u8::from(v))).collect(),
             }
         }
-        other => panic!(
-            "weight {value:?} is a {} node, not a constant",
-            other.name()
-        ),
+        _ => {
+            // A weight the rewrites derived (e.g. RoPE's rotate-half folded into a projection):
+            // evaluate its input-free subgraph.
+            let name = graph.value_name(value).expect("named").to_string();
+            let sub = graph
+                .extract(&[], std::slice::from_ref(&name))
+                .expect("a value of the graph");
+            let outputs = cachemir_ir::Interpreter::new(&sub, cachemir_ir::Precision::F64)
+                .run(&HashMap::new())
+                .expect("input-free weights evaluate");
+            outputs[&name].to_f64().iter().copied().collect()
+        }
     }
 }
 

@@ -158,3 +158,65 @@ fn set_softmax_shifts(graph: &mut Graph, ranges: &HashMap<ValueRef, (f64, f64)>)
     }
     count
 }
+
+/// Ranges for shape-only compilation, where no calibration data exists (e.g. Llama-3-8B with
+/// `weights none`): every float value is assumed in `[−bound, bound]`, and values under a
+/// reciprocal, inverse square root, square root or logarithm in `positive`. The plan is then
+/// right in cost (depth, rotations, bootstraps), not in accuracy.
+#[derive(Debug, Clone, Copy)]
+pub struct AssumeRanges {
+    pub bound: f64,
+    pub positive: (f64, f64),
+}
+
+impl Default for AssumeRanges {
+    fn default() -> Self {
+        // Norm denominators of a trained model stay within about two decades (the tiny
+        // decoders' calibrated RMSNorm inputs span [0.09, 3.6]).
+        Self {
+            bound: 8.0,
+            positive: (0.125, 4.0),
+        }
+    }
+}
+
+impl Pass for AssumeRanges {
+    fn name(&self) -> &'static str {
+        "assume_ranges"
+    }
+
+    fn run(&mut self, graph: &mut Graph) -> Result<String, CompileError> {
+        use cachemir_ir::UnaryOp;
+        let mut count = 0;
+        for node in graph.node_indices() {
+            let positive = graph.users(node).iter().any(|&u| {
+                matches!(
+                    graph.node(u).op,
+                    Op::Unary(UnaryOp::Rsqrt | UnaryOp::Reciprocal | UnaryOp::Sqrt | UnaryOp::Log)
+                )
+            });
+            let outputs = graph.node(node).outputs.len();
+            for output in 0..outputs {
+                let value = ValueRef { node, output };
+                let float = graph.value_type(value).is_some_and(|t| {
+                    matches!(t.dtype, cachemir_ir::DType::F32 | cachemir_ir::DType::F64)
+                });
+                if float && graph.calibrated_range(value).is_none() {
+                    let range = if positive {
+                        self.positive
+                    } else {
+                        (-self.bound, self.bound)
+                    };
+                    graph.set_calibrated_range(value, Some(range));
+                    count += 1;
+                }
+            }
+        }
+        Ok(format!(
+            "{count} value ranges assumed: [−{b}, {b}], [{}, {}] under 1/x, 1/√x, √x, log",
+            self.positive.0,
+            self.positive.1,
+            b = self.bound,
+        ))
+    }
+}

@@ -37,10 +37,22 @@ pub fn gather(
     origin: Origin<'_>,
     care: Option<&[Vec<bool>]>,
 ) -> Cipher {
+    gather_in_steps(b, sources, target, origin, care, true)
+}
+
+fn gather_in_steps(
+    b: &mut Builder,
+    sources: &[&Cipher],
+    target: &Layout,
+    origin: Origin<'_>,
+    care: Option<&[Vec<bool>]>,
+    two_steps: bool,
+) -> Cipher {
     let slots = b.slots;
-    let positions: Vec<Vec<Vec<u32>>> = sources.iter().map(|s| positions(&s.layout)).collect();
+    let positions: Vec<Positions> = sources.iter().map(|s| Positions::of(&s.layout)).collect();
     // Candidate groups per target slot; step 0 from the same slot index when available, since it
-    // is free and usually what a layout-preserving consumer wants.
+    // is free and usually what a layout-preserving consumer wants. Flat arrays: layouts of
+    // millions of slots (a long KV cache) must not allocate per slot.
     #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
     struct Key {
         source: usize,
@@ -48,49 +60,108 @@ pub fn gather(
         target_part: usize,
         step: usize,
     }
-    let mut wanted: Vec<(usize, usize, Vec<Key>)> = Vec::new();
-    let mut popularity: HashMap<Key, usize> = HashMap::new();
+    let mut wanted: Vec<(u32, u32, u32)> = Vec::new(); // (global target slot, first candidate, count)
+    let mut candidates: Vec<Key> = Vec::new();
     for (c, map) in target.map.iter().enumerate() {
         for (s, &e) in map.iter().enumerate() {
             if e == EMPTY {
                 continue;
             }
             let (i, j) = origin(e as usize).expect("every target element has an origin");
-            let held = &positions[i][j];
+            let held = positions[i].of_element(j);
             assert!(!held.is_empty(), "source element {j} is in no slot");
-            let same_slot = held.iter().find(|&&p| p as usize % slots == s);
-            let keys: Vec<Key> = match same_slot {
-                Some(&p) => vec![Key {
+            let first = candidates.len() as u32;
+            // Same slot: look it up where it is likely (the same ciphertext index, the first)
+            // rather than scanning an element replicated over millions of slots.
+            let source_map = &sources[i].layout.map;
+            let same_slot = if held.len() <= 16 {
+                held.iter().copied().find(|&p| p as usize % slots == s)
+            } else {
+                [c, 0]
+                    .into_iter()
+                    .find(|&pc| source_map.get(pc).is_some_and(|m| m[s] == j as u32))
+                    .map(|pc| (pc * slots + s) as u32)
+            };
+            match same_slot.as_ref() {
+                Some(&p) => candidates.push(Key {
                     source: i,
                     source_part: p as usize / slots,
                     target_part: c,
                     step: 0,
-                }],
-                None => held
-                    .iter()
-                    .take(64)
-                    .map(|&p| Key {
-                        source: i,
-                        source_part: p as usize / slots,
-                        target_part: c,
-                        step: (p as usize % slots + slots - s) % slots,
-                    })
-                    .collect(),
-            };
-            for k in &keys {
-                *popularity.entry(*k).or_insert(0) += 1;
+                }),
+                None => candidates.extend(held.iter().take(64).map(|&p| Key {
+                    source: i,
+                    source_part: p as usize / slots,
+                    target_part: c,
+                    step: (p as usize % slots + slots - s) % slots,
+                })),
             }
-            wanted.push((c, s, keys));
+            let count = candidates.len() as u32 - first;
+            wanted.push(((c * slots + s) as u32, first, count));
+        }
+    }
+    let mut popularity: HashMap<Key, u32> = HashMap::new();
+    if wanted.iter().any(|w| w.2 > 1) {
+        for k in &candidates {
+            *popularity.entry(*k).or_insert(0) += 1;
         }
     }
     // Greedy cover: each slot joins its most popular candidate (ties: smaller key).
-    let mut groups: BTreeMap<Key, Vec<usize>> = BTreeMap::new();
-    for (c, s, keys) in wanted {
-        let best = keys
-            .iter()
-            .max_by(|x, y| popularity[x].cmp(&popularity[y]).then(y.cmp(x)))
-            .expect("at least one candidate");
-        groups.entry(*best).or_default().push(c * slots + s);
+    let mut group_of: HashMap<Key, usize> = HashMap::new();
+    let mut grouped: Vec<(Key, Vec<usize>)> = Vec::new();
+    // Consecutive slots usually share their group: remember the last one to skip the hashing.
+    let mut last: Option<(Key, usize)> = None;
+    for &(slot, first, count) in &wanted {
+        let keys = &candidates[first as usize..(first + count) as usize];
+        let best = if count == 1 {
+            keys[0]
+        } else {
+            *keys
+                .iter()
+                .max_by(|x, y| popularity[x].cmp(&popularity[y]).then(y.cmp(x)))
+                .expect("at least one candidate")
+        };
+        let index = match last {
+            Some((key, index)) if key == best => index,
+            _ => {
+                let index = *group_of.entry(best).or_insert_with(|| {
+                    grouped.push((best, Vec::new()));
+                    grouped.len() - 1
+                });
+                last = Some((best, index));
+                index
+            }
+        };
+        grouped[index].1.push(slot as usize);
+    }
+    grouped.sort_unstable_by_key(|g| g.0);
+    let groups: Vec<(Key, Vec<usize>)> = grouped;
+    // A replicated target reached by many groups: gather one copy of each element first (few
+    // groups when the source is structured), then replicate that clean copy, whose groups are
+    // whole rotations in arithmetic progression (doubling) for the usual replication patterns.
+    let rotations = groups
+        .iter()
+        .filter(|(k, _)| k.step != 0)
+        .map(|(k, _)| (k.source, k.source_part, k.step))
+        .collect::<std::collections::HashSet<_>>()
+        .len();
+    if two_steps
+        && rotations > REPLICATE_SEPARATELY_ABOVE
+        && let Some(single) = one_copy(target, &positions, origin)
+    {
+        // Try both on scratch builders (register numbers are only labels there) and keep the
+        // cheaper by the cost model.
+        let in_two_steps = |b: &mut Builder| {
+            let first = gather_in_steps(b, sources, &single, origin, None, false);
+            gather_in_steps(b, &[&first], target, &|e| Some((0, e)), care, false)
+        };
+        let mut two = Builder::new(slots);
+        in_two_steps(&mut two);
+        let mut one = Builder::new(slots);
+        gather_in_steps(&mut one, sources, target, origin, care, false);
+        if super::matvec::cost(&two.counts) < super::matvec::cost(&one.counts) {
+            return in_two_steps(b);
+        }
     }
     // Whether a group's rotated ciphertext can be used unmasked.
     let occupied: Vec<Vec<usize>> = sources
@@ -143,9 +214,9 @@ pub fn gather(
         for (target_part, members) in per_target {
             let steps: Vec<usize> = members.iter().map(|&g| groups[g].0.step).collect();
             match progression(&steps, slots) {
-                Some((delta, n)) if n >= 4 && members.iter().all(|&g| !masks[g]) => {
+                Some((start, delta, n)) if n >= 4 && members.iter().all(|&g| !masks[g]) => {
                     let sum = strided_sum(b, register, delta, n);
-                    contributions[target_part].push(sum);
+                    contributions[target_part].push(b.rotate(sum, start as i64));
                 }
                 _ => rest.extend(members),
             }
@@ -173,6 +244,57 @@ pub fn gather(
         registers,
         layout: Arc::new(target.clone()),
     }
+}
+
+/// Rotation count above which reaching a replicated target in two steps (one copy, then
+/// replication) is tried; below it, direct groups cost no more than the two steps would.
+const REPLICATE_SEPARATELY_ABOVE: usize = 8;
+
+/// `target` with each element kept in one slot only — the replica reachable from the sources
+/// by the rotation step that serves the most elements, so the first step is a few whole-
+/// ciphertext moves — or `None` when nothing is replicated.
+fn one_copy(target: &Layout, positions: &[Positions], origin: Origin<'_>) -> Option<Layout> {
+    let slots = target.slots;
+    let replicas = Positions::of(target);
+    if (0..target.elements()).all(|e| replicas.of_element(e).len() <= 1) {
+        return None;
+    }
+    let step = |p: u32, q: u32| {
+        let (p, q) = (p as usize, q as usize);
+        (
+            p / slots,
+            q / slots,
+            (p % slots + slots - q % slots) % slots,
+        )
+    };
+    let mut popularity: HashMap<(usize, usize, usize), u32> = HashMap::new();
+    for e in 0..target.elements() {
+        let Some((i, j)) = origin(e) else { continue };
+        for &q in replicas.of_element(e) {
+            for &p in positions[i].of_element(j).iter().take(64) {
+                *popularity.entry(step(p, q)).or_insert(0) += 1;
+            }
+        }
+    }
+    let mut map = vec![vec![EMPTY; slots]; target.ciphertexts()];
+    for e in 0..target.elements() {
+        let Some((i, j)) = origin(e) else { continue };
+        let best = replicas
+            .of_element(e)
+            .iter()
+            .flat_map(|&q| {
+                positions[i]
+                    .of_element(j)
+                    .iter()
+                    .take(64)
+                    .map(move |&p| (q, step(p, q)))
+            })
+            .max_by_key(|&(q, key)| (popularity[&key], std::cmp::Reverse(q)));
+        if let Some((q, _)) = best {
+            map[q as usize / slots][q as usize % slots] = e as u32;
+        }
+    }
+    Some(Layout::from_map(&target.shape, slots, map))
 }
 
 /// `Σ_{k<n} rot(x, k·delta)` with doubling: ⌊log2 n⌋ + popcount(n) − 1 rotations.
@@ -203,33 +325,69 @@ pub fn strided_sum(b: &mut Builder, x: Register, delta: usize, n: usize) -> Regi
     total.expect("n ≥ 1").0
 }
 
-/// `Some((Δ, n))` when `steps` (mod `slots`) are exactly `{0, Δ, 2Δ, …, (n−1)Δ}`.
-fn progression(steps: &[usize], slots: usize) -> Option<(usize, usize)> {
+/// `Some((start, Δ, n))` when `steps` (mod `slots`) are exactly `{start + kΔ : k < n}`.
+fn progression(steps: &[usize], slots: usize) -> Option<(usize, usize, usize)> {
     let n = steps.len();
-    if n < 2 || !steps.contains(&0) {
+    if n < 2 {
         return None;
     }
     let set: std::collections::HashSet<usize> = steps.iter().copied().collect();
-    // Δ is the step whose multiples generate the set; try each candidate.
-    steps
-        .iter()
-        .filter(|&&d| d != 0)
-        .copied()
-        .find(|&d| (0..n).all(|k| set.contains(&(k * d % slots))))
-        .map(|d| (d, n))
-}
-
-/// Global positions (`ciphertext · slots + slot`) of every element of `layout`.
-pub fn positions(layout: &Layout) -> Vec<Vec<u32>> {
-    let mut positions = vec![Vec::new(); layout.elements()];
-    for (c, map) in layout.map.iter().enumerate() {
-        for (s, &e) in map.iter().enumerate() {
-            if e != EMPTY {
-                positions[e as usize].push((c * layout.slots + s) as u32);
-            }
+    // Prefer a progression from 0 (no extra rotation), then any start.
+    let mut starts: Vec<usize> = steps.to_vec();
+    starts.sort_unstable_by_key(|&s| (s != 0, s));
+    for start in starts {
+        // Δ is the distance from the start to some member; try each.
+        let found = steps
+            .iter()
+            .map(|&t| (t + slots - start) % slots)
+            .filter(|&d| d != 0)
+            .find(|&d| (0..n).all(|k| set.contains(&((start + k * d) % slots))));
+        if let Some(delta) = found {
+            return Some((start, delta, n));
         }
     }
-    positions
+    None
+}
+
+/// Global positions (`ciphertext · slots + slot`) of every element of a layout, in slot order,
+/// stored flat (offsets per element) so layouts of millions of slots cost two passes.
+#[derive(Debug)]
+pub struct Positions {
+    offsets: Vec<u32>,
+    positions: Vec<u32>,
+}
+
+impl Positions {
+    pub fn of(layout: &Layout) -> Self {
+        let mut offsets = vec![0u32; layout.elements() + 1];
+        for map in &layout.map {
+            for &e in map {
+                if e != EMPTY {
+                    offsets[e as usize + 1] += 1;
+                }
+            }
+        }
+        for k in 1..offsets.len() {
+            offsets[k] += offsets[k - 1];
+        }
+        let mut next = offsets.clone();
+        let mut positions = vec![0u32; offsets[offsets.len() - 1] as usize];
+        for (c, map) in layout.map.iter().enumerate() {
+            for (s, &e) in map.iter().enumerate() {
+                if e != EMPTY {
+                    let at = &mut next[e as usize];
+                    positions[*at as usize] = (c * layout.slots + s) as u32;
+                    *at += 1;
+                }
+            }
+        }
+        Self { offsets, positions }
+    }
+
+    /// The positions of `element`.
+    pub fn of_element(&self, element: usize) -> &[u32] {
+        &self.positions[self.offsets[element] as usize..self.offsets[element + 1] as usize]
+    }
 }
 
 /// Runs (ciphertext 0, element ignored) covering the given slots.

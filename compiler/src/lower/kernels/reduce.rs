@@ -74,20 +74,20 @@ fn structure(
     element: &dyn Fn(usize, usize) -> usize,
 ) -> Option<Structure> {
     let slots = layout.slots;
-    let positions = super::convert::positions(layout);
+    let positions = super::convert::Positions::of(layout);
     let holds = |c: usize, s: usize, e: usize| {
         layout
             .map
             .get(c)
             .is_some_and(|m| m[s] != EMPTY && m[s] as usize == e)
     };
-    let first = &positions[element(0, 0)];
+    let first = positions.of_element(element(0, 0));
     let mut candidates: Vec<(usize, usize)> = Vec::new();
     if n == 1 {
         candidates.push((0, 1));
     } else {
         for &p0 in first {
-            for &p1 in &positions[element(0, 1)] {
+            for &p1 in positions.of_element(element(0, 1)) {
                 let (c0, s0, c1, s1) = (
                     p0 as usize / slots,
                     p0 as usize % slots,
@@ -137,7 +137,8 @@ fn structure(
         let mut starts = Vec::with_capacity(outputs);
         let mut block_of = vec![usize::MAX; layout.ciphertexts()];
         for o in 0..outputs {
-            let verified: Vec<(usize, usize)> = positions[element(o, 0)]
+            let verified: Vec<(usize, usize)> = positions
+                .of_element(element(o, 0))
                 .iter()
                 .map(|&p| (p as usize / slots, p as usize % slots))
                 .filter(|&(c, s)| chain(c, s, o))
