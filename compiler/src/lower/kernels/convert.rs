@@ -423,26 +423,11 @@ pub fn occupied(layout: &Layout) -> Vec<Vec<bool>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lower::Interface;
-    use cachemir_ir::plan::Ciphertexts;
 
     fn run(b: Builder, input: &Layout, output: &Layout, values: &[f64]) -> Vec<f64> {
-        let plan = b.finish(Interface {
-            inputs: vec![Ciphertexts {
-                name: "x".into(),
-                layout: input.clone(),
-            }],
-            outputs: vec![Ciphertexts {
-                name: "y".into(),
-                layout: output.clone(),
-            }],
-            ..Default::default()
-        });
-        plan.validate().unwrap();
-        let outputs =
-            cachemir_vm::sim::execute(&plan, &HashMap::new(), &[input.encode(values).unwrap()])
-                .unwrap();
-        output.decode(&outputs[0]).unwrap()
+        output
+            .decode(&super::super::run_on_sim(b, input, output, values))
+            .unwrap()
     }
 
     fn convert(

@@ -368,23 +368,12 @@ fn occupied_runs(map: &[u32]) -> Option<Vec<Run>> {
     if map.iter().all(|&e| e != EMPTY) {
         return None;
     }
-    let mut runs: Vec<Run> = Vec::new();
-    for (s, &e) in map.iter().enumerate() {
-        if e == EMPTY {
-            continue;
-        }
-        match runs.last_mut() {
-            Some(run) if (run.slot + run.count) as usize == s => run.count += 1,
-            _ => runs.push(Run {
-                ciphertext: 0,
-                slot: s as u32,
-                count: 1,
-                element: 0,
-                step: 0,
-            }),
-        }
-    }
-    Some(runs)
+    Some(super::convert::slot_runs(
+        map.iter()
+            .enumerate()
+            .filter(|(_, e)| **e != EMPTY)
+            .map(|(s, _)| s),
+    ))
 }
 
 #[cfg(test)]

@@ -107,16 +107,41 @@ fn structure(
                 }
             }
         }
-        // Cyclic chains first: their sums land in every slot of the orbit (no mask, free
-        // broadcast back); then the smallest stride.
-        candidates.sort_unstable_by_key(|&(delta, width)| {
-            (
-                width < n || !(width * delta).is_multiple_of(slots),
-                delta,
-                width,
-            )
-        });
+        candidates.sort_unstable();
         candidates.dedup();
+        // Cyclic chains first: their sums land in every slot of the orbit (no mask, free
+        // broadcast back); then the chains starting from the most copies of the first output
+        // (a replicated input has several chain directions, and the one that follows its
+        // replication covers every copy, so the spread sum lands wherever the inputs were);
+        // then the smallest stride.
+        let verified_starts = |delta: usize, width: usize| {
+            first
+                .iter()
+                .filter(|&&p| {
+                    let (c, s) = (p as usize / slots, p as usize % slots);
+                    (0..n).all(|k| {
+                        holds(
+                            c + k / width,
+                            (s + (k % width) * delta) % slots,
+                            element(0, k),
+                        )
+                    })
+                })
+                .count()
+        };
+        let mut ranked: Vec<(bool, std::cmp::Reverse<usize>, usize, usize)> = candidates
+            .iter()
+            .map(|&(delta, width)| {
+                (
+                    width < n || !(width * delta).is_multiple_of(slots),
+                    std::cmp::Reverse(verified_starts(delta, width)),
+                    delta,
+                    width,
+                )
+            })
+            .collect();
+        ranked.sort_unstable();
+        candidates = ranked.into_iter().map(|(_, _, d, w)| (d, w)).collect();
     }
     'candidate: for (delta, width) in candidates {
         let blocks = n.div_ceil(width);
@@ -241,9 +266,6 @@ fn emit(b: &mut Builder, x: &Cipher, found: &Structure, out_shape: &[usize], sca
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lower::Interface;
-    use cachemir_ir::plan::Ciphertexts;
-    use std::collections::HashMap;
 
     fn run_reduce(
         input: &Layout,
@@ -263,23 +285,10 @@ mod tests {
         }
         let counts = b.counts;
         let output = (*y.layout).clone();
-        let plan = b.finish(Interface {
-            inputs: vec![Ciphertexts {
-                name: "x".into(),
-                layout: input.clone(),
-            }],
-            outputs: vec![Ciphertexts {
-                name: "y".into(),
-                layout: output.clone(),
-            }],
-            ..Default::default()
-        });
         let values: Vec<f64> = (0..input.elements())
             .map(|v| ((v * 7) % 11) as f64 - 3.0)
             .collect();
-        let out =
-            cachemir_vm::sim::execute(&plan, &HashMap::new(), &[input.encode(&values).unwrap()])
-                .unwrap();
+        let out = [super::super::run_on_sim(b, input, &output, &values)];
         // Every slot outside the output layout must be zero.
         for (c, m) in output.map.iter().enumerate() {
             for (s, &e) in m.iter().enumerate() {
