@@ -376,12 +376,12 @@ fn compile(args: CompileArgs) -> Result<()> {
     if needs_calibration {
         pipeline = match (calibration, args.assume_range) {
             (Some(calibration), _) => pipeline.with(Calibrate { calibration }),
-            (None, Some(bound)) => pipeline.with(
-                cachemir_compiler::passes::calibrate::AssumeRanges {
+            (None, Some(bound)) => {
+                pipeline.with(cachemir_compiler::passes::calibrate::AssumeRanges {
                     bound,
                     ..Default::default()
-                },
-            ),
+                })
+            }
             (None, None) => {
                 return Err(input_error(anyhow::anyhow!(
                     "--calibration CALIB.json (or --assume-range B for a shape-only model) is needed for `calibrate` and `approximate` (or stop earlier with --stop-after decompose)"
