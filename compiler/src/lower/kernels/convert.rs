@@ -180,15 +180,17 @@ fn gather_in_steps(
         }
         let Some(care) = care else { return true };
         // Every source slot outside the group must land on a slot nobody cares about.
-        let assigned: std::collections::HashSet<usize> =
-            members.iter().map(|g| g % slots).collect();
+        let mut assigned = vec![false; slots];
+        for g in members {
+            assigned[g % slots] = true;
+        }
         let map = &sources[key.source].layout.map[key.source_part];
         map.iter().enumerate().any(|(q, &e)| {
             if e == EMPTY {
                 return false;
             }
             let d = (q + slots - key.step) % slots;
-            !assigned.contains(&d) && care[key.target_part][d]
+            !assigned[d] && care[key.target_part][d]
         })
     };
     // Rotations, hoisted per source ciphertext; doubling for whole-ciphertext broadcasts.
