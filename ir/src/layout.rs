@@ -190,20 +190,11 @@ impl Layout {
         }
     }
 
-    /// The same slots seen as a tensor of `shape` whose element `e` is this layout's element
-    /// `old(e)`: transposes, reshapes, broadcasts and GQA head replication are free when the
-    /// slots already hold what they need. Slots whose element no new element maps to become empty;
-    /// where several new elements map to one old element, every slot of that old element must
-    /// serve all of them, so callers only use this for one-to-one maps and reshapes; see
-    /// [`Layout::view`] for the general case.
-    pub fn relabel(&self, shape: &[usize], old_of_new: impl Fn(usize) -> usize) -> Self {
-        let elements: usize = shape.iter().product();
-        let mut new_of_old = vec![EMPTY; self.elements()];
-        for e in 0..elements {
-            new_of_old[old_of_new(e)] = e as u32;
-        }
-        let map = self
-            .map
+    /// The slot map with every element `o` renamed `new_of_old[o]` (`EMPTY` empties the slot):
+    /// transposes, reshapes and subsets of a tensor cost nothing when the slots already hold
+    /// what they need.
+    pub fn renamed_map(&self, new_of_old: &[u32]) -> Vec<Vec<u32>> {
+        self.map
             .iter()
             .map(|c| {
                 c.iter()
@@ -216,13 +207,7 @@ impl Layout {
                     })
                     .collect()
             })
-            .collect();
-        Self {
-            shape: shape.to_vec(),
-            slots: self.slots,
-            map,
-            packing: Packing::Derived,
-        }
+            .collect()
     }
 
     /// Global positions (`ciphertext · slots + slot`) of every element, in slot order.

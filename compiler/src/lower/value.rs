@@ -111,22 +111,7 @@ impl Value {
                 new_of_old[old as usize] = e as u32;
             }
             if injective {
-                let map: Vec<Vec<u32>> = source
-                    .layout
-                    .map
-                    .iter()
-                    .map(|m| {
-                        m.iter()
-                            .map(|&o| {
-                                if o == EMPTY {
-                                    EMPTY
-                                } else {
-                                    new_of_old[o as usize]
-                                }
-                            })
-                            .collect()
-                    })
-                    .collect();
+                let map = source.layout.renamed_map(&new_of_old);
                 let bijective = new_of_old.iter().all(|&n| n != EMPTY);
                 let packing = match source.layout.packing {
                     // Positions are unchanged, so the interleaved structure is too.

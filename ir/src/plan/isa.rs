@@ -1,4 +1,4 @@
-//! The plan's instruction set, listed once in [`instructions!`]: the enum (whose serde derive is the
+//! The plan's instruction set, listed once in the `instructions!` table below: the enum (whose serde derive is the
 //! postcard and JSON encoding), the mnemonics, the register reads and writes (for validation and
 //! liveness) and the disassembler all come from that table (the pattern of Cranelift's Pulley).
 
