@@ -102,8 +102,21 @@ fn gather_in_steps(
     }
     let mut popularity: HashMap<Key, u32> = HashMap::new();
     if wanted.iter().any(|w| w.2 > 1) {
+        // Runs of equal keys are counted once (millions of single-candidate slots share a few
+        // keys).
+        let mut run: Option<(Key, u32)> = None;
         for k in &candidates {
-            *popularity.entry(*k).or_insert(0) += 1;
+            match &mut run {
+                Some((key, count)) if key == k => *count += 1,
+                _ => {
+                    if let Some((key, count)) = run.replace((*k, 1)) {
+                        *popularity.entry(key).or_insert(0) += count;
+                    }
+                }
+            }
+        }
+        if let Some((key, count)) = run {
+            *popularity.entry(key).or_insert(0) += count;
         }
     }
     // Greedy cover: each slot joins its most popular candidate (ties: smaller key).
