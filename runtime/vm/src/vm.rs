@@ -294,38 +294,21 @@ impl<'p> Vm<'p> {
                     dst.0,
                     backend.mul(read(a.0)?, read(b.0)?).map_err(backend_error)?,
                 )],
-                Instruction::AddPlain { dst, a, plaintext } => {
+                Instruction::AddPlain { dst, a, plaintext }
+                | Instruction::SubPlain { dst, a, plaintext }
+                | Instruction::MultiplyPlain { dst, a, plaintext } => {
                     let values = cache.get(self, plaintext.0, k).map_err(fail)?;
                     let p = PlainSlots {
                         index: plaintext.0,
                         values: &values,
                     };
-                    vec![(
-                        dst.0,
-                        backend.add_plain(read(a.0)?, p).map_err(backend_error)?,
-                    )]
-                }
-                Instruction::SubPlain { dst, a, plaintext } => {
-                    let values = cache.get(self, plaintext.0, k).map_err(fail)?;
-                    let p = PlainSlots {
-                        index: plaintext.0,
-                        values: &values,
+                    let x = read(a.0)?;
+                    let result = match instruction {
+                        Instruction::AddPlain { .. } => backend.add_plain(x, p),
+                        Instruction::SubPlain { .. } => backend.sub_plain(x, p),
+                        _ => backend.mul_plain(x, p),
                     };
-                    vec![(
-                        dst.0,
-                        backend.sub_plain(read(a.0)?, p).map_err(backend_error)?,
-                    )]
-                }
-                Instruction::MultiplyPlain { dst, a, plaintext } => {
-                    let values = cache.get(self, plaintext.0, k).map_err(fail)?;
-                    let p = PlainSlots {
-                        index: plaintext.0,
-                        values: &values,
-                    };
-                    vec![(
-                        dst.0,
-                        backend.mul_plain(read(a.0)?, p).map_err(backend_error)?,
-                    )]
+                    vec![(dst.0, result.map_err(backend_error)?)]
                 }
                 Instruction::AddScalar { dst, a, value } => vec![(
                     dst.0,
