@@ -115,3 +115,52 @@ pub fn embedding_output(model: &str) -> &'static str {
         "/bert/embeddings/LayerNorm/LayerNormalization_output_0"
     }
 }
+
+/// The shared model `model` imported with case0's shapes, encrypted from its embedding output,
+/// and taken through the tensor-level pipeline (recognize, rewrite, decompose, calibrate on the
+/// first `samples` calibration samples, approximate): `(imported, approximated, approximation
+/// sites)`.
+///
+/// # Panics
+/// When a model file is unreadable or a pass fails (a test failure, by design).
+pub fn approximated(
+    dir: &Path,
+    model: &str,
+    samples: usize,
+) -> (
+    Graph,
+    Graph,
+    cachemir_compiler::passes::approximate::Approximate,
+) {
+    use cachemir_compiler::passes::approximate::Approximate;
+    use cachemir_compiler::passes::calibrate::{Calibrate, Calibration};
+    use cachemir_compiler::passes::decompose::Decompose;
+    use cachemir_compiler::passes::{Pass, Pipeline, Recognize, Rewrite};
+    use cachemir_compiler::reference::Case;
+    let case = Case::load(&dir.join(model).join("case0.json")).expect("case0.json");
+    let options = cachemir_onnx::ImportOptions {
+        input_shapes: case.input_shapes(),
+        ..Default::default()
+    };
+    let original = cachemir_onnx::import_file(&dir.join(format!("{model}.onnx")), &options)
+        .expect("the model imports")
+        .graph;
+    let mut graph = original.clone();
+    graph
+        .encrypt_from(embedding_output(model))
+        .expect("the embedding output exists");
+    let calibration = Calibration::load(&dir.join(model).join("calib.json"))
+        .expect("calib.json")
+        .truncated(samples);
+    let mut pipeline = Pipeline::new()
+        .with(Recognize)
+        .with(Rewrite::default())
+        .with(Decompose::default())
+        .with(Calibrate { calibration });
+    pipeline
+        .run(&mut graph, None, &[], &mut |_, _| {})
+        .expect("the tensor-level passes");
+    let mut approximate = Approximate::default();
+    approximate.run(&mut graph).expect("approximation");
+    (original, graph, approximate)
+}

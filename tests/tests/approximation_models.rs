@@ -4,56 +4,17 @@
 //! embeddings keep a cosine ≥ 0.999. Decomposition alone is exact.
 
 use cachemir_compiler::passes::approximate::{Approximate, table};
-use cachemir_compiler::passes::calibrate::{Calibrate, Calibration};
 use cachemir_compiler::passes::decompose::Decompose;
-use cachemir_compiler::passes::{Pipeline, Recognize, Rewrite, depth};
+use cachemir_compiler::passes::{Pipeline, Recognize, depth};
 use cachemir_compiler::reference::{Case, compare, models_dir, run_case};
 use cachemir_ir::npy::read_npy;
 use cachemir_ir::{Graph, Precision};
 use cachemir_onnx::{ImportOptions, import_file};
-use cachemir_tests::embedding_output;
-use std::path::Path;
+use cachemir_tests::approximated;
 
-/// Imports `model`, encrypts from `encrypt_from` and runs the whole pipeline.
-fn approximate(
-    dir: &Path,
-    model: &str,
-    encrypt_from: &str,
-    samples: usize,
-    shapes_from: &str,
-) -> (Graph, Graph, Approximate) {
-    let case = Case::load(&dir.join(model).join(shapes_from)).unwrap();
-    let options = ImportOptions {
-        input_shapes: case.input_shapes(),
-        ..Default::default()
-    };
-    let original = import_file(&dir.join(format!("{model}.onnx")), &options)
-        .unwrap()
-        .graph;
-    let mut graph = original.clone();
-    graph.encrypt_from(encrypt_from).unwrap();
-    let calibration = Calibration::load(&dir.join(model).join("calib.json"))
-        .unwrap()
-        .truncated(samples);
-    let mut approximate = Approximate::default();
-    let mut pipeline = Pipeline::new()
-        .with(Recognize)
-        .with(Rewrite::default())
-        .with(Decompose::default())
-        .with(Calibrate { calibration });
-    pipeline.run(&mut graph, None, &[], &mut |_, _| {}).unwrap();
-    approximate_in_place(&mut approximate, &mut graph);
-    (original, graph, approximate)
-}
-
-fn approximate_in_place(approximate: &mut Approximate, graph: &mut Graph) {
-    use cachemir_compiler::passes::Pass;
-    approximate.run(graph).unwrap();
-}
-
-fn check_decoder(model: &str, encrypt_from: &str) -> Option<(Graph, Approximate)> {
+fn check_decoder(model: &str) -> Option<(Graph, Approximate)> {
     let dir = models_dir()?;
-    let (_, graph, approximate) = approximate(&dir, model, encrypt_from, 32, "case0.json");
+    let (_, graph, approximate) = approximated(&dir, model, 32);
     for index in 0..2 {
         let case = Case::load(&dir.join(model).join(format!("case{index}.json"))).unwrap();
         let outputs = run_case(&graph, &case, Precision::F64).unwrap();
@@ -81,10 +42,7 @@ fn check_decoder(model: &str, encrypt_from: &str) -> Option<(Graph, Approximate)
 
 #[test]
 fn tiny_llama_keeps_its_tokens() {
-    let Some((_, approximate)) = check_decoder(
-        "tiny_llama_decode_step_p15_ts17",
-        embedding_output("tiny_llama_decode_step_p15_ts17"),
-    ) else {
+    let Some((_, approximate)) = check_decoder("tiny_llama_decode_step_p15_ts17") else {
         return;
     };
     let functions: Vec<&str> = approximate
@@ -108,10 +66,7 @@ fn tiny_llama_keeps_its_tokens() {
 
 #[test]
 fn tiny_gpt2_keeps_its_tokens() {
-    check_decoder(
-        "tiny_gpt2_decode_step_p15_ts17",
-        embedding_output("tiny_gpt2_decode_step_p15_ts17"),
-    );
+    check_decoder("tiny_gpt2_decode_step_p15_ts17");
 }
 
 #[test]
@@ -119,7 +74,7 @@ fn minilm_sentence_embeddings_keep_their_direction() {
     let Some(dir) = models_dir() else { return };
     let model = "minilm_l6_dyn_ts17";
     // Eight calibration samples keep the debug-build test short; the CLI uses all 32.
-    let (_, graph, _) = approximate(&dir, model, embedding_output(model), 8, "case0.json");
+    let (_, graph, _) = approximated(&dir, model, 8);
     let case = Case::load(&dir.join(model).join("case0.json")).unwrap();
     let outputs = run_case(&graph, &case, Precision::F64).unwrap();
     let (_, path) = case

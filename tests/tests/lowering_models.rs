@@ -3,43 +3,15 @@
 
 use cachemir_compiler::lower::weights::weight_values;
 use cachemir_compiler::lower::{LowerOptions, Lowered, lower};
-use cachemir_compiler::passes::approximate::Approximate;
-use cachemir_compiler::passes::calibrate::{Calibrate, Calibration};
-use cachemir_compiler::passes::decompose::Decompose;
-use cachemir_compiler::passes::{Pass, Pipeline, Recognize, Rewrite};
 use cachemir_compiler::reference::{Case, compare, models_dir};
 use cachemir_ir::npy::read_npy;
 use cachemir_ir::plan::TensorRef;
 use cachemir_ir::{Graph, Interpreter, Precision, Tensor};
 use cachemir_onnx::{ImportOptions, import_file};
-use cachemir_tests::embedding_output;
+use cachemir_tests::{approximated, embedding_output};
 use std::collections::HashMap;
-use std::path::Path;
 
 const SLOTS: usize = 1 << 15;
-
-fn approximated(dir: &Path, model: &str, samples: usize) -> Graph {
-    let case = Case::load(&dir.join(model).join("case0.json")).unwrap();
-    let options = ImportOptions {
-        input_shapes: case.input_shapes(),
-        ..Default::default()
-    };
-    let mut graph = import_file(&dir.join(format!("{model}.onnx")), &options)
-        .unwrap()
-        .graph;
-    graph.encrypt_from(embedding_output(model)).unwrap();
-    let calibration = Calibration::load(&dir.join(model).join("calib.json"))
-        .unwrap()
-        .truncated(samples);
-    let mut pipeline = Pipeline::new()
-        .with(Recognize)
-        .with(Rewrite::default())
-        .with(Decompose::default())
-        .with(Calibrate { calibration });
-    pipeline.run(&mut graph, None, &[], &mut |_, _| {}).unwrap();
-    Approximate::default().run(&mut graph).unwrap();
-    graph
-}
 
 fn run_program(json: &str, inputs: &HashMap<String, Tensor>) -> HashMap<String, Tensor> {
     if json.is_empty() {
@@ -117,7 +89,7 @@ fn lower_model(graph: &Graph, model: &str) -> Lowered {
 
 fn check_decoder(model: &str) {
     let Some(dir) = models_dir() else { return };
-    let graph = approximated(&dir, model, 32);
+    let (_, graph, _) = approximated(&dir, model, 32);
     let lowered = lower_model(&graph, model);
     for index in 0..2 {
         let case = Case::load(&dir.join(model).join(format!("case{index}.json"))).unwrap();
@@ -171,7 +143,7 @@ fn cosine(a: &[f64], r: &[f64]) -> f64 {
 fn minilm_on_sim() {
     let Some(dir) = models_dir() else { return };
     let model = "minilm_l6_dyn_ts17";
-    let graph = approximated(&dir, model, 8);
+    let (_, graph, _) = approximated(&dir, model, 8);
     let lowered = lower_model(&graph, model);
     // case0 is batch 1 × 16 tokens, the shape compiled; case1 (2 × 18) needs another plan.
     let case = Case::load(&dir.join(model).join("case0.json")).unwrap();
@@ -195,7 +167,7 @@ fn one_minilm_layer_on_sim() {
     let model = "minilm_l6_dyn_ts17";
     let layer_input = embedding_output(model);
     let layer_output = "/bert/encoder/layer.0/output/LayerNorm/LayerNormalization_output_0";
-    let graph = approximated(&dir, model, 8);
+    let (_, graph, _) = approximated(&dir, model, 8);
     let case = Case::load(&dir.join(model).join("case0.json")).unwrap();
     let options = ImportOptions {
         input_shapes: case.input_shapes(),

@@ -123,11 +123,7 @@ impl Plaintext {
                 ..
             } => {
                 let (rows, columns, period) = (rows as usize, columns as usize, period as usize);
-                if period == 0 || !slots.is_multiple_of(period) {
-                    return Err(PlanError::Invalid(format!(
-                        "interleaved diagonal period {period} does not divide {slots} slots"
-                    )));
-                }
+                check_period("interleaved diagonal", period, slots)?;
                 let t = slots / period;
                 let offset = diagonal as usize * t;
                 for (s, slot) in out.iter_mut().enumerate() {
@@ -160,11 +156,7 @@ impl Plaintext {
                 ..
             } => {
                 let (rows, columns, period) = (rows as usize, columns as usize, period as usize);
-                if period == 0 || !slots.is_multiple_of(period) {
-                    return Err(PlanError::Invalid(format!(
-                        "diagonal period {period} does not divide {slots} slots"
-                    )));
-                }
+                check_period("diagonal", period, slots)?;
                 for (s, slot) in out.iter_mut().enumerate() {
                     let j = (s + slots - rotation as usize % slots) % period;
                     let row = (j + diagonal as usize) % period;
@@ -176,4 +168,14 @@ impl Plaintext {
         }
         Ok(out)
     }
+}
+
+/// A diagonal's period must divide the slot count (the rotations it is built for wrap there).
+fn check_period(kind: &str, period: usize, slots: usize) -> Result<(), PlanError> {
+    if period == 0 || !slots.is_multiple_of(period) {
+        return Err(PlanError::Invalid(format!(
+            "{kind} period {period} does not divide {slots} slots"
+        )));
+    }
+    Ok(())
 }

@@ -174,6 +174,23 @@ pub fn diagonal_counts(rows: usize, columns: usize, slots: usize, period: usize)
     diagonal_schedule(rows, columns, period).counts()
 }
 
+/// The kernels' input contract: `rows` entries in exactly the packing the kernel's plaintexts
+/// assume (a relabelled layout would silently pair the wrong weights).
+fn check_input(x: &Cipher, weight: &Matrix, slots: usize, expected: &Layout) {
+    assert_eq!(x.layout.slots, slots);
+    assert_eq!(
+        x.layout.elements(),
+        weight.rows,
+        "x has {} entries",
+        weight.rows
+    );
+    assert_eq!(
+        x.layout.map, expected.map,
+        "the input must be {:?}, not relabelled",
+        expected.packing
+    );
+}
+
 /// Interleaved replicated packing matrix–vector product (Cachemir §4.1).
 ///
 /// `x`: `rows` entries in [`Layout::interleaved`] with period `p` (`⌈rows / p⌉` ciphertexts;
@@ -211,14 +228,13 @@ pub fn interleaved(
             x.layout.packing
         );
     };
-    let (rows, columns) = (weight.rows, weight.columns);
-    assert_eq!(x.layout.slots, slots);
-    assert_eq!(x.layout.elements(), rows, "x has {rows} entries");
-    assert_eq!(
-        x.layout.map,
-        Layout::interleaved(&x.layout.shape, slots, period).map,
-        "the input must be plain IRP, not relabelled"
+    check_input(
+        x,
+        weight,
+        slots,
+        &Layout::interleaved(&x.layout.shape, slots, period),
     );
+    let (rows, columns) = (weight.rows, weight.columns);
     assert_eq!(output_shape.iter().product::<usize>(), columns);
     assert!(
         column_map.iter().flatten().all(|&c| c < columns),
@@ -318,13 +334,13 @@ pub fn diagonal(
             x.layout.packing
         );
     };
-    let (rows, columns) = (weight.rows, weight.columns);
-    assert_eq!(x.layout.slots, slots);
-    assert_eq!(x.layout.elements(), rows, "x has {rows} entries");
-    assert_eq!(
-        x.layout.map,
-        Layout::block_replicated(&x.layout.shape, slots, period).map
+    check_input(
+        x,
+        weight,
+        slots,
+        &Layout::block_replicated(&x.layout.shape, slots, period),
     );
+    let (rows, columns) = (weight.rows, weight.columns);
     assert!(
         columns <= period,
         "{columns} columns exceed the period {period}"
