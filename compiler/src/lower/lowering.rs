@@ -102,6 +102,17 @@ pub fn lower(graph: &Graph, options: &LowerOptions) -> Result<Lowered, LowerErro
     let mut inputs: Vec<Ciphertexts> = Vec::new();
     let mut client_outputs: Vec<String> = Vec::new();
     let state_groups = lowering.state_groups();
+    // Values are dropped after their last consumer: a long KV cache makes every layer's
+    // attention values millions of slots, and keeping all layers' alive costs gigabytes.
+    let mut uses: HashMap<ValueRef, usize> = HashMap::new();
+    for node in graph.topological_order() {
+        for operand in graph.operands(node) {
+            *uses.entry(operand).or_insert(0) += 1;
+        }
+    }
+    for output in graph.outputs() {
+        *uses.entry(output.value).or_insert(0) += 1;
+    }
     lowering.head_dims = state_groups.values().map(|(_, hd)| *hd).collect();
     for node in graph.topological_order() {
         let n = graph.node(node);
@@ -145,6 +156,13 @@ pub fn lower(graph: &Graph, options: &LowerOptions) -> Result<Lowered, LowerErro
         let before = lowering.b.counts;
         let started = std::time::Instant::now();
         lowering.lower_node(node)?;
+        for operand in &operands {
+            let left = uses.get_mut(operand).expect("counted above");
+            *left -= 1;
+            if *left == 0 {
+                lowering.values.remove(operand);
+            }
+        }
         if trace && started.elapsed().as_secs_f64() > 0.1 {
             eprintln!(
                 "lowering {} ({}): {:.2?}",

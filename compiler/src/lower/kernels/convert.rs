@@ -50,105 +50,8 @@ fn gather_in_steps(
 ) -> Cipher {
     let slots = b.slots;
     let positions: Vec<Positions> = sources.iter().map(|s| Positions::of(&s.layout)).collect();
-    // Candidate groups per target slot; step 0 from the same slot index when available, since it
-    // is free and usually what a layout-preserving consumer wants. Flat arrays: layouts of
-    // millions of slots (a long KV cache) must not allocate per slot.
-    #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-    struct Key {
-        source: usize,
-        source_part: usize,
-        target_part: usize,
-        step: usize,
-    }
-    let mut wanted: Vec<(u32, u32, u32)> = Vec::new(); // (global target slot, first candidate, count)
-    let mut candidates: Vec<Key> = Vec::new();
-    for (c, map) in target.map.iter().enumerate() {
-        for (s, &e) in map.iter().enumerate() {
-            if e == EMPTY {
-                continue;
-            }
-            let (i, j) = origin(e as usize).expect("every target element has an origin");
-            let held = positions[i].of_element(j);
-            assert!(!held.is_empty(), "source element {j} is in no slot");
-            let first = candidates.len() as u32;
-            // Same slot: look it up where it is likely (the same ciphertext index, the first)
-            // rather than scanning an element replicated over millions of slots.
-            let source_map = &sources[i].layout.map;
-            let same_slot = if held.len() <= 16 {
-                held.iter().copied().find(|&p| p as usize % slots == s)
-            } else {
-                [c, 0]
-                    .into_iter()
-                    .find(|&pc| source_map.get(pc).is_some_and(|m| m[s] == j as u32))
-                    .map(|pc| (pc * slots + s) as u32)
-            };
-            match same_slot.as_ref() {
-                Some(&p) => candidates.push(Key {
-                    source: i,
-                    source_part: p as usize / slots,
-                    target_part: c,
-                    step: 0,
-                }),
-                None => candidates.extend(held.iter().take(64).map(|&p| Key {
-                    source: i,
-                    source_part: p as usize / slots,
-                    target_part: c,
-                    step: (p as usize % slots + slots - s) % slots,
-                })),
-            }
-            let count = candidates.len() as u32 - first;
-            wanted.push(((c * slots + s) as u32, first, count));
-        }
-    }
-    let mut popularity: HashMap<Key, u32> = HashMap::new();
-    if wanted.iter().any(|w| w.2 > 1) {
-        // Runs of equal keys are counted once (millions of single-candidate slots share a few
-        // keys).
-        let mut run: Option<(Key, u32)> = None;
-        for k in &candidates {
-            match &mut run {
-                Some((key, count)) if key == k => *count += 1,
-                _ => {
-                    if let Some((key, count)) = run.replace((*k, 1)) {
-                        *popularity.entry(key).or_insert(0) += count;
-                    }
-                }
-            }
-        }
-        if let Some((key, count)) = run {
-            *popularity.entry(key).or_insert(0) += count;
-        }
-    }
-    // Greedy cover: each slot joins its most popular candidate (ties: smaller key).
-    let mut group_of: HashMap<Key, usize> = HashMap::new();
-    let mut grouped: Vec<(Key, Vec<usize>)> = Vec::new();
-    // Consecutive slots usually share their group: remember the last one to skip the hashing.
-    let mut last: Option<(Key, usize)> = None;
-    for &(slot, first, count) in &wanted {
-        let keys = &candidates[first as usize..(first + count) as usize];
-        let best = if count == 1 {
-            keys[0]
-        } else {
-            *keys
-                .iter()
-                .max_by(|x, y| popularity[x].cmp(&popularity[y]).then(y.cmp(x)))
-                .expect("at least one candidate")
-        };
-        let index = match last {
-            Some((key, index)) if key == best => index,
-            _ => {
-                let index = *group_of.entry(best).or_insert_with(|| {
-                    grouped.push((best, Vec::new()));
-                    grouped.len() - 1
-                });
-                last = Some((best, index));
-                index
-            }
-        };
-        grouped[index].1.push(slot as usize);
-    }
-    grouped.sort_unstable_by_key(|g| g.0);
-    let groups: Vec<(Key, Vec<usize>)> = grouped;
+    let (wanted, candidates) = candidates(sources, target, origin, &positions, slots);
+    let groups = cover(&wanted, &candidates);
     // A replicated target reached by many groups: gather one copy of each element first (few
     // groups when the source is structured), then replicate that clean copy, whose groups are
     // whole rotations in arithmetic progression (doubling) for the usual replication patterns.
@@ -187,29 +90,33 @@ fn gather_in_steps(
                 .collect()
         })
         .collect();
-    let needs_mask = |key: &Key, members: &[usize]| -> bool {
-        if members.len() == occupied[key.source][key.source_part] {
+    let needs_mask = |key: &Key, members: &[SlotRun]| -> bool {
+        let count: usize = members.iter().map(|r| r.len as usize).sum();
+        if count == occupied[key.source as usize][key.source_part as usize] {
             return false;
         }
         let Some(care) = care else { return true };
         // Every source slot outside the group must land on a slot nobody cares about.
         let mut assigned = vec![false; slots];
-        for g in members {
-            assigned[g % slots] = true;
+        for run in members {
+            let first = run.start as usize % slots;
+            assigned[first..first + run.len as usize].fill(true);
         }
-        let map = &sources[key.source].layout.map[key.source_part];
+        let map = &sources[key.source as usize].layout.map[key.source_part as usize];
+        let step = key.step as usize;
+        let care = &care[key.target_part as usize];
         map.iter().enumerate().any(|(q, &e)| {
             if e == EMPTY {
                 return false;
             }
-            let d = (q + slots - key.step) % slots;
-            !assigned[d] && care[key.target_part][d]
+            let d = (q + slots - step) % slots;
+            !assigned[d] && care[d]
         })
     };
     // Rotations, hoisted per source ciphertext; doubling for whole-ciphertext broadcasts.
     let mut contributions: Vec<Vec<Register>> = vec![Vec::new(); target.ciphertexts()];
-    type Groups = Vec<(Key, Vec<usize>)>;
-    let mut by_source: BTreeMap<(usize, usize), Groups> = BTreeMap::new();
+    type Groups = Vec<(Key, Vec<SlotRun>)>;
+    let mut by_source: BTreeMap<(u32, u32), Groups> = BTreeMap::new();
     for (key, members) in groups {
         by_source
             .entry((key.source, key.source_part))
@@ -217,21 +124,21 @@ fn gather_in_steps(
             .push((key, members));
     }
     for ((source, part), groups) in by_source {
-        let register = sources[source].registers[part];
+        let register = sources[source as usize].registers[part as usize];
         let masks: Vec<bool> = groups.iter().map(|(k, m)| needs_mask(k, m)).collect();
         // Doubling applies per target ciphertext when all its groups are unmasked and their
         // steps are an arithmetic progression from 0.
         let mut rest: Vec<usize> = Vec::new();
-        let mut per_target: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        let mut per_target: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
         for (g, (k, _)) in groups.iter().enumerate() {
             per_target.entry(k.target_part).or_default().push(g);
         }
         for (target_part, members) in per_target {
-            let steps: Vec<usize> = members.iter().map(|&g| groups[g].0.step).collect();
+            let steps: Vec<usize> = members.iter().map(|&g| groups[g].0.step as usize).collect();
             match progression(&steps, slots) {
                 Some((start, delta, n)) if n >= 4 && members.iter().all(|&g| !masks[g]) => {
                     let sum = strided_sum(b, register, delta, n);
-                    contributions[target_part].push(b.rotate(sum, start as i64));
+                    contributions[target_part as usize].push(b.rotate(sum, start as i64));
                 }
                 _ => rest.extend(members),
             }
@@ -241,12 +148,12 @@ fn gather_in_steps(
         for (&g, rotated) in rest.iter().zip(rotated) {
             let (key, members) = &groups[g];
             let value = if masks[g] {
-                let runs = slot_runs(members.iter().map(|m| m % slots));
+                let runs = slot_runs_of(members, slots);
                 b.multiply_plain(rotated, Plaintext::Fill { runs, value: 1.0 })
             } else {
                 rotated
             };
-            contributions[key.target_part].push(value);
+            contributions[key.target_part as usize].push(value);
         }
     }
     // A target ciphertext without elements is zero: x − x of any source costs one addition.
@@ -259,6 +166,165 @@ fn gather_in_steps(
         registers,
         layout: Arc::new(target.clone()),
     }
+}
+
+/// A candidate group: target slots of `target_part` served by rotating ciphertext
+/// `source_part` of source `source` by `step` slots.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct Key {
+    source: u32,
+    source_part: u32,
+    target_part: u32,
+    step: u32,
+}
+
+/// `len` consecutive global target slots (`ciphertext · slots + slot`) from `start`.
+#[derive(Clone, Copy, Debug)]
+struct SlotRun {
+    start: u32,
+    len: u32,
+}
+
+/// Target slots wanting an element: a run of slots sharing one candidate list
+/// `candidates[first..first + count]`.
+struct Want {
+    run: SlotRun,
+    first: u32,
+    count: u32,
+}
+
+/// The candidate groups of every occupied target slot. Step 0 from the same slot index is the
+/// only candidate when available, since it is free and usually what a layout-preserving consumer
+/// wants. Consecutive slots with the same single candidate share one [`Want`]: layouts of millions
+/// of slots (a long KV cache) cost a few thousand runs, not an allocation per slot.
+fn candidates(
+    sources: &[&Cipher],
+    target: &Layout,
+    origin: Origin<'_>,
+    positions: &[Positions],
+    slots: usize,
+) -> (Vec<Want>, Vec<Key>) {
+    let mut wanted: Vec<Want> = Vec::new();
+    let mut candidates: Vec<Key> = Vec::new();
+    for (c, map) in target.map.iter().enumerate() {
+        for (s, &e) in map.iter().enumerate() {
+            if e == EMPTY {
+                continue;
+            }
+            let (i, j) = origin(e as usize).expect("every target element has an origin");
+            let held = positions[i].of_element(j);
+            assert!(!held.is_empty(), "source element {j} is in no slot");
+            // Same slot: look it up where it is likely (the same ciphertext index, the first)
+            // rather than scanning an element replicated over millions of slots.
+            let source_map = &sources[i].layout.map;
+            let same_slot = if held.len() <= 16 {
+                held.iter().copied().find(|&p| p as usize % slots == s)
+            } else {
+                [c, 0]
+                    .into_iter()
+                    .find(|&pc| source_map.get(pc).is_some_and(|m| m[s] == j as u32))
+                    .map(|pc| (pc * slots + s) as u32)
+            };
+            let key = |p: u32| Key {
+                source: i as u32,
+                source_part: p / slots as u32,
+                target_part: c as u32,
+                step: ((p as usize % slots + slots - s) % slots) as u32,
+            };
+            let global = (c * slots + s) as u32;
+            let single = match same_slot {
+                Some(p) => Some(key(p)),
+                None if held.len() == 1 => Some(key(held[0])),
+                None => None,
+            };
+            if let Some(k) = single {
+                if let Some(last) = wanted.last_mut()
+                    && last.count == 1
+                    && candidates[last.first as usize] == k
+                    && last.run.start + last.run.len == global
+                {
+                    last.run.len += 1;
+                    continue;
+                }
+                wanted.push(Want {
+                    run: SlotRun {
+                        start: global,
+                        len: 1,
+                    },
+                    first: candidates.len() as u32,
+                    count: 1,
+                });
+                candidates.push(k);
+                continue;
+            }
+            let first = candidates.len() as u32;
+            candidates.extend(held.iter().take(64).map(|&p| key(p)));
+            wanted.push(Want {
+                run: SlotRun {
+                    start: global,
+                    len: 1,
+                },
+                first,
+                count: candidates.len() as u32 - first,
+            });
+        }
+    }
+    (wanted, candidates)
+}
+
+/// Greedy cover: each wanted slot joins its most popular candidate (ties: the smaller key).
+/// Returns the groups sorted by key, each with its target slots as ascending runs.
+fn cover(wanted: &[Want], candidates: &[Key]) -> Vec<(Key, Vec<SlotRun>)> {
+    let mut popularity: HashMap<Key, u64> = HashMap::new();
+    if wanted.iter().any(|w| w.count > 1) {
+        for w in wanted {
+            for k in &candidates[w.first as usize..(w.first + w.count) as usize] {
+                *popularity.entry(*k).or_insert(0) += u64::from(w.run.len);
+            }
+        }
+    }
+    let mut group_of: HashMap<Key, usize> = HashMap::new();
+    let mut grouped: Vec<(Key, Vec<SlotRun>)> = Vec::new();
+    // Consecutive runs usually share their group: remember the last one to skip the hashing.
+    let mut last: Option<(Key, usize)> = None;
+    for w in wanted {
+        let keys = &candidates[w.first as usize..(w.first + w.count) as usize];
+        let best = if w.count == 1 {
+            keys[0]
+        } else {
+            *keys
+                .iter()
+                .max_by(|x, y| popularity[x].cmp(&popularity[y]).then(y.cmp(x)))
+                .expect("at least one candidate")
+        };
+        let index = match last {
+            Some((key, index)) if key == best => index,
+            _ => {
+                let index = *group_of.entry(best).or_insert_with(|| {
+                    grouped.push((best, Vec::new()));
+                    grouped.len() - 1
+                });
+                last = Some((best, index));
+                index
+            }
+        };
+        let runs = &mut grouped[index].1;
+        match runs.last_mut() {
+            Some(r) if r.start + r.len == w.run.start => r.len += w.run.len,
+            _ => runs.push(w.run),
+        }
+    }
+    grouped.sort_unstable_by_key(|g| g.0);
+    grouped
+}
+
+/// Mask runs (ciphertext 0) of a group's target slots, which all lie in one ciphertext.
+fn slot_runs_of(members: &[SlotRun], slots: usize) -> Vec<Run> {
+    slot_runs(
+        members
+            .iter()
+            .flat_map(|r| (r.start..r.start + r.len).map(move |g| g as usize % slots)),
+    )
 }
 
 /// Rotation count above which reaching a replicated target in two steps (one copy, then
