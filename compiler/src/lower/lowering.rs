@@ -97,8 +97,11 @@ pub fn lower(graph: &Graph, options: &LowerOptions) -> Result<Lowered, LowerErro
         site_counts: Vec::new(),
         input_free: Default::default(),
     };
-    // `CACHEMIR_TRACE_LOWERING=1` prints the nodes that take more than 0.1 s to lower.
-    let trace = std::env::var_os("CACHEMIR_TRACE_LOWERING").is_some();
+    // `CACHEMIR_TRACE_LOWERING=MS` prints the nodes that take more than MS milliseconds to lower
+    // (100 when MS is not a number).
+    let trace: Option<f64> = std::env::var("CACHEMIR_TRACE_LOWERING")
+        .ok()
+        .map(|v| v.parse::<f64>().unwrap_or(100.0) / 1e3);
     let mut inputs: Vec<Ciphertexts> = Vec::new();
     let mut client_outputs: Vec<String> = Vec::new();
     let state_groups = lowering.state_groups();
@@ -163,7 +166,7 @@ pub fn lower(graph: &Graph, options: &LowerOptions) -> Result<Lowered, LowerErro
                 lowering.values.remove(operand);
             }
         }
-        if trace && started.elapsed().as_secs_f64() > 0.1 {
+        if trace.is_some_and(|limit| started.elapsed().as_secs_f64() > limit) {
             eprintln!(
                 "lowering {} ({}): {:.2?}",
                 n.output_names[0],

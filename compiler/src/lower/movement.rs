@@ -42,10 +42,7 @@ pub fn unravel(mut e: usize, shape: &[usize]) -> Vec<usize> {
 
 /// `f(index)` for every multi-index of `shape` in row-major order (one index buffer, not one
 /// allocation per element: views of long KV caches have millions of elements).
-fn map_indices(
-    shape: &[usize],
-    mut f: impl FnMut(&[usize]) -> (usize, usize),
-) -> Vec<(usize, usize)> {
+fn map_indices(shape: &[usize], mut f: impl FnMut(&[usize]) -> (usize, usize)) -> Vec<(u32, u32)> {
     let elements: usize = shape.iter().product();
     let mut index = vec![0; shape.len()];
     let mut out = Vec::with_capacity(elements);
@@ -59,7 +56,8 @@ fn map_indices(
                 index[axis] = 0;
             }
         }
-        out.push(f(&index));
+        let (operand, element) = f(&index);
+        out.push((operand as u32, element as u32));
     }
     out
 }
@@ -113,7 +111,8 @@ fn axis(a: i64, rank: usize) -> usize {
 }
 
 /// The element map of a movement op producing output `output` (index among the node's outputs)
-/// of shape `shape`: `Some(map)` with `map[e] = (operand, element)`, or `None` for ops that are
+/// of shape `shape`: `Some(map)` with `map[e] = (operand, element)` (32-bit: maps of long KV
+/// caches have millions of entries), or `None` for ops that are
 /// not pure data movement. `constant_indices` are Gather's indices when constant.
 pub fn element_map(
     op: &Op,
@@ -121,12 +120,12 @@ pub fn element_map(
     output: usize,
     shape: &[usize],
     constant_indices: Option<&Tensor>,
-) -> Option<Vec<(usize, usize)>> {
+) -> Option<Vec<(u32, u32)>> {
     let elements: usize = shape.iter().product();
     let input = operand_shapes.first()?;
-    let map: Vec<(usize, usize)> = match op {
+    let map: Vec<(u32, u32)> = match op {
         Op::Reshape { .. } | Op::Squeeze { .. } | Op::Unsqueeze { .. } | Op::Flatten { .. } => {
-            (0..elements).map(|e| (0, e)).collect()
+            (0..elements as u32).map(|e| (0, e)).collect()
         }
         Op::Transpose { perm } => {
             let in_strides = strides(input);
@@ -143,7 +142,7 @@ pub fn element_map(
         Op::Expand { .. } => (0..elements)
             .map({
                 let b = Broadcast::new(shape, input);
-                move |e| (0, b.index(e))
+                move |e| (0, b.index(e) as u32)
             })
             .collect(),
         Op::Concat { axis: a } => {
@@ -236,7 +235,7 @@ pub fn element_map(
                         };
                         old += v * s[i];
                     }
-                    (0, old)
+                    (0, old as u32)
                 })
                 .collect()
         }

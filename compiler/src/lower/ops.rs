@@ -137,11 +137,21 @@ impl Lowering<'_> {
             _ => None,
         };
         let values: Vec<Value> = data.iter().map(|v| self.value(*v)).collect();
+        if matches!(
+            n.op,
+            Op::Reshape { .. } | Op::Squeeze { .. } | Op::Unsqueeze { .. } | Op::Flatten { .. }
+        ) {
+            self.set(node, 0, values[0].reshaped(&n.outputs[0].shape));
+            return Ok(());
+        }
         let refs: Vec<&Value> = values.iter().collect();
         for (output, ty) in n.outputs.iter().enumerate() {
             let map = element_map(&n.op, &shapes, output, &ty.shape, indices.as_ref())
                 .ok_or_else(|| self.unsupported(node, "not a data-movement op"))?;
-            let view = Value::rearrange(&refs, &ty.shape, |e| map[e]);
+            let view = Value::rearrange(&refs, &ty.shape, |e| {
+                let (operand, element) = map[e];
+                (operand as usize, element as usize)
+            });
             self.set(node, output, view);
         }
         Ok(())

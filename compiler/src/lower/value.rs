@@ -28,16 +28,35 @@ impl Value {
         }
     }
 
-    /// `(sources, origin)` with the identity origin for a ciphertext.
-    fn parts(&self) -> (Vec<Cipher>, Arc<Vec<(u32, u32)>>) {
+    /// `(sources, origin)`; `None` is the identity origin of a ciphertext (not materialized:
+    /// ciphertexts of a long KV cache hold millions of elements).
+    fn parts(&self) -> (Vec<Cipher>, Option<Arc<Vec<(u32, u32)>>>) {
         match self {
-            Value::Cipher(c) => (
-                vec![c.clone()],
-                Arc::new((0..c.layout.elements() as u32).map(|e| (0, e)).collect()),
-            ),
+            Value::Cipher(c) => (vec![c.clone()], None),
             Value::View {
                 sources, origin, ..
-            } => (sources.clone(), origin.clone()),
+            } => (sources.clone(), Some(origin.clone())),
+        }
+    }
+
+    /// The same elements under another shape of as many elements (Reshape, Squeeze, Unsqueeze,
+    /// Flatten: row-major numbering is unchanged), without a pass over the elements.
+    pub fn reshaped(&self, shape: &[usize]) -> Value {
+        match self {
+            Value::Cipher(c) => Value::Cipher(Cipher {
+                registers: c.registers.clone(),
+                layout: Arc::new(Layout {
+                    shape: shape.to_vec(),
+                    ..(*c.layout).clone()
+                }),
+            }),
+            Value::View {
+                sources, origin, ..
+            } => Value::View {
+                shape: shape.to_vec(),
+                sources: sources.clone(),
+                origin: origin.clone(),
+            },
         }
     }
 
@@ -73,7 +92,7 @@ impl Value {
             .map(|e| {
                 let (operand, element) = map(e);
                 let (index, origin) = &operand_parts[operand];
-                let (source, old) = origin[element];
+                let (source, old) = origin.as_ref().map_or((0, element as u32), |o| o[element]);
                 (index[source as usize], old)
             })
             .collect();
@@ -155,7 +174,10 @@ impl Value {
             b,
             &refs,
             target,
-            &|e| origin.get(e).map(|&(s, o)| (s as usize, o as usize)),
+            &|e| match &origin {
+                Some(origin) => origin.get(e).map(|&(s, o)| (s as usize, o as usize)),
+                None => Some((0, e)),
+            },
             care,
         )
     }

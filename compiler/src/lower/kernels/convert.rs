@@ -109,7 +109,7 @@ fn gather_in_steps(
             if e == EMPTY {
                 return false;
             }
-            let d = (q + slots - step) % slots;
+            let d = (q + slots - step) & (slots - 1);
             !assigned[d] && care[d]
         })
     };
@@ -204,6 +204,8 @@ fn candidates(
     positions: &[Positions],
     slots: usize,
 ) -> (Vec<Want>, Vec<Key>) {
+    // Slot counts are powers of two: shifts and masks instead of divisions in the per-slot loop.
+    let (shift, mask) = (slots.trailing_zeros(), slots - 1);
     let mut wanted: Vec<Want> = Vec::new();
     let mut candidates: Vec<Key> = Vec::new();
     for (c, map) in target.map.iter().enumerate() {
@@ -218,7 +220,7 @@ fn candidates(
             // rather than scanning an element replicated over millions of slots.
             let source_map = &sources[i].layout.map;
             let same_slot = if held.len() <= 16 {
-                held.iter().copied().find(|&p| p as usize % slots == s)
+                held.iter().copied().find(|&p| p as usize & mask == s)
             } else {
                 [c, 0]
                     .into_iter()
@@ -227,9 +229,9 @@ fn candidates(
             };
             let key = |p: u32| Key {
                 source: i as u32,
-                source_part: p / slots as u32,
+                source_part: p >> shift,
                 target_part: c as u32,
-                step: ((p as usize % slots + slots - s) % slots) as u32,
+                step: ((p as usize + slots - s) & mask) as u32,
             };
             let global = (c * slots + s) as u32;
             let single = match same_slot {
