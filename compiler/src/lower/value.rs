@@ -8,6 +8,9 @@ use super::{Builder, Cipher};
 use cachemir_ir::layout::{EMPTY, Layout, Packing};
 use std::sync::Arc;
 
+/// A view's element origins: `(source, element of that source)` per element.
+type Origins = Arc<Vec<(u32, u32)>>;
+
 /// An encrypted tensor during lowering.
 #[derive(Debug, Clone)]
 pub enum Value {
@@ -16,7 +19,7 @@ pub enum Value {
     View {
         shape: Vec<usize>,
         sources: Vec<Cipher>,
-        origin: Arc<Vec<(u32, u32)>>,
+        origin: Origins,
     },
 }
 
@@ -30,7 +33,7 @@ impl Value {
 
     /// `(sources, origin)`; `None` is the identity origin of a ciphertext (not materialized:
     /// ciphertexts of a long KV cache hold millions of elements).
-    fn parts(&self) -> (Vec<Cipher>, Option<Arc<Vec<(u32, u32)>>>) {
+    fn parts(&self) -> (Vec<Cipher>, Option<Origins>) {
         match self {
             Value::Cipher(c) => (vec![c.clone()], None),
             Value::View {
