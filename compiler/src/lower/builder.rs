@@ -343,7 +343,7 @@ impl Builder {
 #[derive(Debug, Clone, Default)]
 pub struct Interface {
     pub name: String,
-    pub parameters: Option<String>,
+    pub parameters: Option<cachemir_ir::plan::Parameters>,
     pub weights: String,
     pub weight_shapes: std::collections::BTreeMap<String, Vec<usize>>,
     pub client_program: String,

@@ -143,6 +143,7 @@ pub fn lower(graph: &Graph, options: &LowerOptions) -> Result<Lowered, LowerErro
             inputs.push(Ciphertexts {
                 name: name.clone(),
                 layout: layout.clone(),
+                level: None,
             });
             if !matches!(n.op, Op::Input) {
                 client_outputs.push(name);
@@ -225,6 +226,7 @@ pub fn lower(graph: &Graph, options: &LowerOptions) -> Result<Lowered, LowerErro
         outputs.push(Ciphertexts {
             name: output.name.clone(),
             layout: (*cipher.layout).clone(),
+            level: None,
         });
     }
     let client_program = program(graph, &client_outputs)?;

@@ -1,4 +1,4 @@
-//! Plan v1: the versioned program the runtime executes.
+//! Plan (format version 2): the versioned program the runtime executes.
 //!
 //! A plan holds everything a client and a server need and nothing of the compiler:
 //! - the **client program** (Tensor IR, JSON) from the raw model inputs to the tensors the client
@@ -15,12 +15,16 @@
 //! Binary form: the magic `CACHEMIR-PLAN`, the format version (u32 little endian), then postcard.
 //! The JSON dump is the same structure through serde_json.
 
+pub mod cost;
 pub mod isa;
+pub mod parameters;
 pub mod plaintext;
 
+pub use cost::{CostModel, CostModelError, LinearCost};
 pub use isa::{
     Dst, Dsts, Instruction, Io, Level, Part, Plain, Register, Scalar, Slots, Src, Step, Steps,
 };
+pub use parameters::Parameters;
 pub use plaintext::{Plaintext, TensorRef};
 
 use crate::layout::{Layout, LayoutError, Run};
@@ -28,7 +32,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// The plan format version this crate reads and writes.
-pub const PLAN_FORMAT_VERSION: u32 = 1;
+pub const PLAN_FORMAT_VERSION: u32 = 2;
 const MAGIC: &[u8] = b"CACHEMIR-PLAN";
 
 /// A plan that cannot be read or is inconsistent.
@@ -51,6 +55,9 @@ pub enum PlanError {
 pub struct Ciphertexts {
     pub name: String,
     pub layout: Layout,
+    /// The level its ciphertexts are encrypted (inputs), stored (KV-cache states) or returned
+    /// (outputs) at; `None` in a plan without [`Parameters`].
+    pub level: Option<u32>,
 }
 
 /// A KV-cache state: the output whose value becomes the input of the next decode step.
@@ -88,8 +95,9 @@ pub struct Plan {
     pub name: String,
     /// Slots per ciphertext.
     pub slots: usize,
-    /// The parameter set it was compiled for (levels and keys come with issue 8's passes).
-    pub parameters: Option<String>,
+    /// The parameters a leveled plan was compiled for, with the level rules of
+    /// [`parameters`]; `None` for a plan straight from the lowering (levels unbounded).
+    pub parameters: Option<Parameters>,
     /// The weights file (safetensors), relative to the plan file.
     pub weights: String,
     /// Every weight the plaintexts read, with its shape.
@@ -324,10 +332,12 @@ mod tests {
             inputs: vec![Ciphertexts {
                 name: "x".into(),
                 layout: layout.clone(),
+                level: None,
             }],
             outputs: vec![Ciphertexts {
                 name: "y".into(),
                 layout,
+                level: None,
             }],
             states: vec![],
             plaintexts: vec![Plaintext::Gather {

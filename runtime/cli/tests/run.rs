@@ -74,6 +74,7 @@ fn tiny_plan() -> Plan {
     let io = |name: &str, layout: &Layout| Ciphertexts {
         name: name.into(),
         layout: layout.clone(),
+        level: None,
     };
     let gather = |tensor: TensorRef| Plaintext::Gather {
         tensor,

@@ -61,11 +61,13 @@ fn tiny_plan(outputs: usize, plaintexts: Vec<Plaintext>, instructions: Vec<Instr
         inputs: vec![Ciphertexts {
             name: "x".into(),
             layout: layout.clone(),
+            level: None,
         }],
         outputs: (0..outputs)
             .map(|o| Ciphertexts {
                 name: format!("y{o}"),
                 layout: layout.clone(),
+                level: None,
             })
             .collect(),
         states: vec![],

@@ -707,10 +707,12 @@ mod tests {
             inputs: vec![Ciphertexts {
                 name: "x".into(),
                 layout: input.clone(),
+                level: None,
             }],
             outputs: vec![Ciphertexts {
                 name: "y".into(),
                 layout: (*y.layout).clone(),
+                level: None,
             }],
             ..Interface::default()
         });

@@ -19,10 +19,12 @@ pub(crate) fn run_on_sim(
         inputs: vec![Ciphertexts {
             name: "x".into(),
             layout: input.clone(),
+            level: None,
         }],
         outputs: vec![Ciphertexts {
             name: "y".into(),
             layout: output.clone(),
+            level: None,
         }],
         ..Default::default()
     });

@@ -448,6 +448,7 @@ mod tests {
         let io = |name: &str| Ciphertexts {
             name: name.into(),
             layout: layout.clone(),
+            level: None,
         };
         let plan = b.finish(Interface {
             inputs: vec![io("x")],
