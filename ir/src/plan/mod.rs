@@ -17,6 +17,7 @@
 
 pub mod cost;
 pub mod isa;
+pub mod levels;
 pub mod parameters;
 pub mod plaintext;
 
@@ -383,6 +384,77 @@ mod tests {
             instruction_sites: vec![0; 4],
             checks: vec![],
         }
+    }
+
+    fn leveled(mut plan: Plan) -> Plan {
+        plan.parameters = Some(Parameters {
+            name: "ToyBootN12".into(),
+            log_n: 12,
+            log_scale: 45,
+            max_level: 19,
+            bootstrap_level: Some(3),
+            special_primes: 5,
+            dnum: 4,
+            toy: true,
+        });
+        plan.inputs[0].level = Some(3);
+        plan.outputs[0].level = Some(2);
+        plan
+    }
+
+    #[test]
+    fn level_rules_name_the_instruction_and_site() {
+        use levels::{LevelRule, LevelState, trace};
+        assert!(trace(&tiny_plan()).unwrap().is_none());
+        // Stored at Δ²: the product was not rescaled.
+        let err = trace(&leveled(tiny_plan())).unwrap_err();
+        assert_eq!(
+            (err.instruction, &err.rule),
+            (3, &LevelRule::NotRescaled(2))
+        );
+        assert_eq!(
+            err.to_string(),
+            "instruction 3 (store r2, io0, #0) at site y (test): operand at scale Δ^2: Δ^1 \
+             required (rescale first)"
+        );
+        let mut plan = leveled(tiny_plan());
+        plan.registers = 4;
+        plan.instructions.insert(
+            3,
+            Instruction::Rescale {
+                dst: Dst(3),
+                a: Src(2),
+            },
+        );
+        plan.instructions[4] = Instruction::Store {
+            src: Src(3),
+            output: Io(0),
+            part: Part(0),
+        };
+        plan.instruction_sites.push(0);
+        plan.validate().unwrap();
+        let t = trace(&plan).unwrap().unwrap();
+        assert_eq!(
+            t.states[3],
+            Some(LevelState {
+                level: 2,
+                degree: 1
+            })
+        );
+        assert_eq!(t.operating[1], Some(3));
+        // Declared one level lower than it arrives.
+        plan.outputs[0].level = Some(1);
+        assert_eq!(
+            trace(&plan).unwrap_err().rule,
+            LevelRule::OutputLevel {
+                output: 0,
+                found: 2,
+                expected: 1
+            }
+        );
+        // A fresh input at level 0 cannot be rescaled.
+        plan.inputs[0].level = Some(0);
+        assert_eq!(trace(&plan).unwrap_err().rule, LevelRule::OutOfLevels);
     }
 
     #[test]
