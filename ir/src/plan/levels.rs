@@ -143,27 +143,25 @@ pub fn trace(plan: &Plan) -> Result<Option<LevelTrace>, LevelError> {
             I::Store { src, output, .. } => {
                 let s = state(&src.0);
                 let expected = outputs.get(output.0 as usize).copied().unwrap_or(0);
-                rescaled(s).and_then(|()| {
-                    if s.level == expected {
-                        Ok(None)
-                    } else {
-                        Err(LevelRule::OutputLevel {
-                            output: output.0,
-                            found: s.level,
-                            expected,
-                        })
-                    }
-                })
+                let placed = if s.level == expected {
+                    Ok(None)
+                } else {
+                    Err(LevelRule::OutputLevel {
+                        output: output.0,
+                        found: s.level,
+                        expected,
+                    })
+                };
+                rescaled(s).and(placed)
             }
             I::Add { a, b, .. } | I::Sub { a, b, .. } => {
                 let (x, y) = (state(&a.0), state(&b.0));
-                same(x, y).and_then(|()| {
-                    if x.degree == y.degree {
-                        Ok(Some(x))
-                    } else {
-                        Err(LevelRule::ScaleMismatch(x.degree, y.degree))
-                    }
-                })
+                let scaled = if x.degree == y.degree {
+                    Ok(Some(x))
+                } else {
+                    Err(LevelRule::ScaleMismatch(x.degree, y.degree))
+                };
+                same(x, y).and(scaled)
             }
             I::Multiply { a, b, .. } => {
                 let (x, y) = (state(&a.0), state(&b.0));
