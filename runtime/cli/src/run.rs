@@ -22,8 +22,9 @@ pub struct RunArgs {
     /// The plan file (binary, as `cachemirc compile` writes it); its weights file is found
     /// relative to it.
     pub plan: PathBuf,
-    /// Where to execute: `sim` runs cleartext slot vectors (no encryption) with depth and scale
-    /// bookkeeping and the plan's range checks.
+    /// Where to execute: `sim` runs cleartext slot vectors (no encryption) with depth, level and
+    /// scale bookkeeping, the plan's range checks and, for leveled plans, the level rules and
+    /// bootstrap input ranges.
     #[arg(long, value_enum)]
     pub backend: BackendArg,
     /// The case file (JSON naming `.npy` inputs, as in `../shared/models/*/caseN.json`).
@@ -138,7 +139,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
         }
     }
 
-    let backend = SimBackend::new(plan.slots);
+    let backend = SimBackend::for_plan(&plan);
     let (outputs, report) = run_cleartext(&backend, &plan, &tensors, &inputs).map_err(classify)?;
 
     std::fs::create_dir_all(&args.out)
@@ -163,12 +164,16 @@ pub fn run(args: &RunArgs) -> Result<()> {
     Ok(())
 }
 
-/// VM errors caused by what the user gave (plan, weights, case) exit 2; failing instructions 1.
+/// VM errors caused by what the user gave (plan, weights, case) exit 2; execution failures exit
+/// 1: failing instructions, a leveled plan breaking the level rules (out of levels, mismatched
+/// levels or scales, outputs at the wrong level) and bootstrap inputs outside [−1, 1].
 fn classify(e: VmError) -> anyhow::Error {
     match e {
-        VmError::Instruction { .. } | VmError::OutputNotWritten { .. } | VmError::Output { .. } => {
-            anyhow::Error::new(e)
-        }
+        VmError::Instruction { .. }
+        | VmError::Levels(_)
+        | VmError::BootstrapRange { .. }
+        | VmError::OutputNotWritten { .. }
+        | VmError::Output { .. } => anyhow::Error::new(e),
         _ => input_error(e),
     }
 }
@@ -247,4 +252,57 @@ fn run_program(json: &str, which: &str, case: &Case) -> Result<HashMap<String, T
     Interpreter::new(&graph, Precision::F64)
         .run(&inputs)
         .with_context(|| format!("running the plan's {which} program on the case"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cachemir_ir::plan::levels::{LevelError, LevelRule};
+
+    fn is_input_error(e: &anyhow::Error) -> bool {
+        e.downcast_ref::<InputError>().is_some()
+    }
+
+    #[test]
+    fn level_and_bootstrap_errors_are_runtime_failures() {
+        let levels = classify(VmError::Levels(LevelError {
+            instruction: 2,
+            text: "rescale r2, r1".into(),
+            site: "mlp.scale (onnx)".into(),
+            rule: LevelRule::OutOfLevels,
+        }));
+        assert!(!is_input_error(&levels));
+        assert!(
+            format!("{levels:#}").contains(
+                "level rules: instruction 2 (rescale r2, r1) at site mlp.scale (onnx): rescale at level 0"
+            ),
+            "{levels:#}"
+        );
+        assert_eq!(
+            format!("{levels:#}").matches("instruction 2").count(),
+            1,
+            "{levels:#}"
+        );
+        let boot = classify(VmError::BootstrapRange {
+            index: 4,
+            instruction: "boot r4, r3, slots=8, level=3".into(),
+            site: "ffn.boot".into(),
+            slot: 1,
+            value: 1.5,
+            min: -0.5,
+            max: 1.5,
+            occupied: 8,
+        });
+        assert!(!is_input_error(&boot));
+        assert!(
+            format!("{boot:#}")
+                .contains("instruction 4 `boot r4, r3, slots=8, level=3` (ffn.boot)"),
+            "{boot:#}"
+        );
+        // Inputs that do not fit the plan stay input errors (exit 2).
+        assert!(is_input_error(&classify(VmError::Inputs {
+            given: 0,
+            expected: 1
+        })));
+    }
 }

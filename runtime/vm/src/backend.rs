@@ -1,8 +1,8 @@
 //! The backend interface: one trait over an opaque ciphertext handle, implemented by `sim`
 //! (cleartext slots), `cpu` (CKKS, issue 9) and `cuda`.
 //!
-//! Every operation reads its operands by reference and returns a new ciphertext; the [`Vm`]
-//! (crate::Vm) owns the registers and drops each value after its last use. Plaintext operands come
+//! Every operation reads its operands by reference and returns a new ciphertext; the
+//! [`Vm`](crate::Vm) owns the registers and drops each value after its last use. Plaintext operands come
 //! as slot vectors ([`PlainSlots`]) that the VM builds from the plan's weights; a CKKS backend
 //! encodes them at the level and scale of the ciphertext they meet (and may cache encodings by
 //! [`PlainSlots::index`]).
@@ -155,6 +155,24 @@ pub trait Client: Backend {
     /// # Errors
     /// [`BackendError::Mismatch`] when `values` does not hold `slots()` reals.
     fn encrypt(&self, values: &[f64]) -> Result<Self::Ciphertext, BackendError>;
+
+    /// A fresh ciphertext of `values` at `level` (a leveled plan's declared input level,
+    /// [`cachemir_ir::plan::Ciphertexts::level`]); `None` is [`Client::encrypt`]. The default
+    /// encrypts at the top level and drops to `level`.
+    ///
+    /// # Errors
+    /// As [`Client::encrypt`] and [`Backend::level_down`].
+    fn encrypt_at(
+        &self,
+        values: &[f64],
+        level: Option<u32>,
+    ) -> Result<Self::Ciphertext, BackendError> {
+        let fresh = self.encrypt(values)?;
+        match level {
+            Some(level) => self.level_down(&fresh, level),
+            None => Ok(fresh),
+        }
+    }
 
     /// The `slots()` reals `a` holds.
     fn decrypt(&self, a: &Self::Ciphertext) -> Result<Vec<f64>, BackendError>;

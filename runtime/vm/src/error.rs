@@ -1,5 +1,6 @@
 //! Errors of plan execution.
 
+use cachemir_ir::plan::levels::LevelError;
 use cachemir_ir::plan::{PlanError, TensorRef};
 
 /// Errors while preparing or executing a plan. Errors of one instruction name its index, its
@@ -8,6 +9,12 @@ use cachemir_ir::plan::{PlanError, TensorRef};
 pub enum VmError {
     #[error(transparent)]
     Plan(#[from] PlanError),
+    /// A leveled plan breaks the level and scale rules (`cachemir_ir::plan::parameters`): found
+    /// by [`cachemir_ir::plan::levels::trace`] when the VM is prepared, before any instruction
+    /// runs. The message names the instruction, its disassembly and its site (`name (source)`);
+    /// the [`LevelError`] is not also the error's `source()`, so that `{:#}` chains print it once.
+    #[error("the plan breaks the level rules: {0}")]
+    Levels(LevelError),
     /// A plaintext reads a tensor the caller did not provide; `instruction` is its first use.
     #[error(
         "plaintext {index} reads {tensor}, which was not provided (first used by instruction {instruction} `{disassembly}` ({site}))"
@@ -68,4 +75,28 @@ pub enum VmError {
         site: String,
         message: String,
     },
+    /// A bootstrap input of a leveled plan with an occupied slot outside [−1, 1] (or NaN): the
+    /// bootstrapper would return garbage. Checked where the backend can read values (`sim`).
+    #[error(
+        "instruction {index} `{instruction}` ({site}): bootstrap input outside [-1, 1]: slot {slot} holds {value} (observed [{min}, {max}] over the {occupied} occupied slots)"
+    )]
+    BootstrapRange {
+        index: usize,
+        instruction: String,
+        site: String,
+        /// The first occupied slot out of range, and its value.
+        slot: usize,
+        value: f64,
+        /// Observed minimum and maximum over the occupied slots (NaN when a slot is NaN).
+        min: f64,
+        max: f64,
+        /// Slots `0..occupied` are occupied (the instruction's slot count).
+        occupied: usize,
+    },
+}
+
+impl From<LevelError> for VmError {
+    fn from(e: LevelError) -> Self {
+        VmError::Levels(e)
+    }
 }

@@ -3,10 +3,11 @@
 //! - [`Backend`]: the CKKS instruction set over an opaque ciphertext handle; [`Client`] adds
 //!   encryption and decryption for backends that can (tests, `sim`).
 //! - [`Vm`]: executes a [`Plan`](cachemir_ir::plan::Plan) on any backend, building plaintext slot
-//!   vectors lazily from the weights and freeing registers at their last use; errors name the
+//!   vectors lazily from the weights and freeing registers at their last use; for leveled plans it
+//!   checks the level rules before any work and bootstrap inputs at run time; errors name the
 //!   instruction, its disassembly and its site.
-//! - [`sim`]: cleartext slot vectors with depth and scale bookkeeping and the plan's range checks
-//!   (the fast way to test the compiler); [`sim::execute`] runs a plan on slot vectors.
+//! - [`sim`]: cleartext slot vectors with depth, level and scale bookkeeping and the plan's range
+//!   checks (the fast way to test the compiler); [`sim::execute`] runs a plan on slot vectors.
 //!
 //! The CKKS `cpu` backend and sessions come with issue 9.
 

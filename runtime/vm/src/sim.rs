@@ -2,10 +2,23 @@
 //!
 //! A [`SimCiphertext`] holds `slots` reals, the multiplicative depth consumed since encryption or
 //! the last bootstrap (`mul`, `mul.p` and `mul.s`: max of the operands + 1; a bootstrap resets it
-//! to 0), the scale in bits (fresh: [`FRESH_SCALE_BITS`]; a product adds its operands' bits, a
-//! plaintext or a scalar counting as fresh; `rescale` subtracts [`FRESH_SCALE_BITS`]; a bootstrap
-//! returns a fresh scale) and the level where known (`level.down` and `boot` set it, `rescale`
-//! lowers it by one). Levels are unbounded: nothing is enforced yet (issue 8).
+//! to 0), the scale in bits (fresh: log2 Δ; a product adds its operands' bits, a plaintext or a
+//! scalar counting as fresh; `rescale` subtracts log2 Δ; a bootstrap returns a fresh scale) and
+//! the level where known (a fresh encryption is at the top level, `level.down` and `boot` set it,
+//! `rescale` lowers it by one).
+//!
+//! **Levels.** A plan without [`Parameters`] has unbounded levels: [`SimBackend::new`] uses
+//! Δ = 2^[`FRESH_SCALE_BITS`], encrypts without a level, and only values are checked. For a
+//! leveled plan ([`SimBackend::for_plan`]), Δ = 2^[`Parameters::log_scale`], inputs are encrypted
+//! at their declared level and every ciphertext's level and scale (`scale_bits` = degree ·
+//! `log_scale`) follow the rules of `cachemir_ir::plan::parameters`. The rules themselves are
+//! enforced once, statically, by the [`Vm`](crate::Vm) (with `cachemir_ir::plan::levels::trace`,
+//! [`VmError::Levels`], before any instruction runs: out of levels, mismatched levels or scales,
+//! outputs at the wrong level), which also checks at every instruction that the backend's level
+//! is the trace's; at run time the VM rejects a `boot` whose input has an occupied slot outside
+//! [−1, 1] ([`VmError::BootstrapRange`]: a real bootstrap would return garbage), reading the
+//! values through [`Backend::peek`]. The backend itself refuses what no CKKS backend can do:
+//! `rescale` at level 0 and `level.down` to a higher level.
 //!
 //! [`execute`] keeps the shape of the first executor: slot vectors in, slot vectors out.
 
@@ -13,10 +26,10 @@ use crate::backend::{Backend, BackendError, CiphertextInfo, Client, PlainSlots};
 use crate::error::VmError;
 use crate::report::Report;
 use crate::vm::run_cleartext;
-use cachemir_ir::plan::{Plan, TensorRef};
+use cachemir_ir::plan::{Parameters, Plan, TensorRef};
 use std::collections::HashMap;
 
-/// Scale of a fresh ciphertext, plaintext or scalar, in bits.
+/// Scale of a fresh ciphertext, plaintext or scalar, in bits, for plans without [`Parameters`].
 pub const FRESH_SCALE_BITS: f64 = 40.0;
 
 /// A cleartext "ciphertext" of the `sim` backend (see the module documentation).
@@ -32,12 +45,45 @@ pub struct SimCiphertext {
 #[derive(Debug, Clone)]
 pub struct SimBackend {
     slots: usize,
+    /// log2 Δ: the scale of a fresh ciphertext, plaintext or scalar, in bits.
+    fresh_scale_bits: f64,
+    /// The level of a fresh encryption; `None` for unbounded levels.
+    top_level: Option<u32>,
 }
 
 impl SimBackend {
-    /// A backend of `slots` slots per ciphertext.
+    /// A backend of `slots` slots per ciphertext, levels unbounded (plans without
+    /// [`Parameters`]).
     pub fn new(slots: usize) -> Self {
-        Self { slots }
+        Self {
+            slots,
+            fresh_scale_bits: FRESH_SCALE_BITS,
+            top_level: None,
+        }
+    }
+
+    /// A backend of `slots` slots per ciphertext for the leveled parameters `parameters`: scales
+    /// in multiples of [`Parameters::log_scale`], fresh encryptions at [`Parameters::max_level`].
+    pub fn leveled(slots: usize, parameters: &Parameters) -> Self {
+        Self {
+            slots,
+            fresh_scale_bits: f64::from(parameters.log_scale),
+            top_level: Some(parameters.max_level),
+        }
+    }
+
+    /// The backend for `plan`: [`SimBackend::leveled`] when the plan has parameters, else
+    /// [`SimBackend::new`].
+    pub fn for_plan(plan: &Plan) -> Self {
+        match &plan.parameters {
+            Some(parameters) => Self::leveled(plan.slots, parameters),
+            None => Self::new(plan.slots),
+        }
+    }
+
+    /// log2 Δ: the scale of a fresh ciphertext, plaintext or scalar, in bits.
+    pub fn fresh_scale_bits(&self) -> f64 {
+        self.fresh_scale_bits
     }
 
     fn check_len(&self, what: &str, len: usize) -> Result<(), BackendError> {
@@ -97,7 +143,7 @@ impl SimBackend {
         Ok(SimCiphertext {
             values: values.collect(),
             depth: a.depth + u32::from(product),
-            scale_bits: a.scale_bits + if product { FRESH_SCALE_BITS } else { 0.0 },
+            scale_bits: a.scale_bits + if product { self.fresh_scale_bits } else { 0.0 },
             level: a.level,
         })
     }
@@ -187,7 +233,7 @@ impl Backend for SimBackend {
     fn mul_scalar(&self, a: &SimCiphertext, c: f64) -> Result<SimCiphertext, BackendError> {
         let mut out = self.unary(a, |x| x * c)?;
         out.depth += 1;
-        out.scale_bits += FRESH_SCALE_BITS;
+        out.scale_bits += self.fresh_scale_bits;
         Ok(out)
     }
 
@@ -200,15 +246,27 @@ impl Backend for SimBackend {
     }
 
     fn rescale(&self, a: &SimCiphertext) -> Result<SimCiphertext, BackendError> {
+        if a.level == Some(0) {
+            return Err(BackendError::Failed(
+                "rescale at level 0: no level left".into(),
+            ));
+        }
         Ok(SimCiphertext {
             values: a.values.clone(),
             depth: a.depth,
-            scale_bits: a.scale_bits - FRESH_SCALE_BITS,
-            level: a.level.map(|l| l.saturating_sub(1)),
+            scale_bits: a.scale_bits - self.fresh_scale_bits,
+            level: a.level.map(|l| l - 1),
         })
     }
 
     fn level_down(&self, a: &SimCiphertext, level: u32) -> Result<SimCiphertext, BackendError> {
+        if let Some(from) = a.level
+            && level > from
+        {
+            return Err(BackendError::Failed(format!(
+                "level.down from level {from} to {level}: levels only go down"
+            )));
+        }
         Ok(SimCiphertext {
             values: a.values.clone(),
             level: Some(level),
@@ -225,7 +283,7 @@ impl Backend for SimBackend {
         Ok(SimCiphertext {
             values: a.values.clone(),
             depth: 0,
-            scale_bits: FRESH_SCALE_BITS,
+            scale_bits: self.fresh_scale_bits,
             level: Some(level),
         })
     }
@@ -249,9 +307,21 @@ impl Client for SimBackend {
         Ok(SimCiphertext {
             values: values.to_vec(),
             depth: 0,
-            scale_bits: FRESH_SCALE_BITS,
-            level: None,
+            scale_bits: self.fresh_scale_bits,
+            level: self.top_level,
         })
+    }
+
+    /// A fresh ciphertext at `level` directly (any level, as a client encrypting at a plan's
+    /// declared input level would); `None`: the top level.
+    fn encrypt_at(
+        &self,
+        values: &[f64],
+        level: Option<u32>,
+    ) -> Result<SimCiphertext, BackendError> {
+        let mut fresh = self.encrypt(values)?;
+        fresh.level = level.or(self.top_level);
+        Ok(fresh)
     }
 
     fn decrypt(&self, a: &SimCiphertext) -> Result<Vec<f64>, BackendError> {
@@ -273,17 +343,19 @@ pub fn execute(
     execute_with_report(plan, tensors, inputs).map(|(outputs, _)| outputs)
 }
 
-/// [`execute`], also returning the report (depth per output, range-check violations, counts).
+/// [`execute`], also returning the report (depth per output, range-check violations, counts), on
+/// [`SimBackend::for_plan`].
 ///
 /// # Errors
-/// Everything [`crate::Vm::new`] and [`crate::Vm::run`] reject (invalid plans, missing tensors,
-/// inputs that do not fit the plan, failing instructions with their index, disassembly and
-/// site); [`VmError::Input`] for a slot vector whose length is not `plan.slots`.
+/// Everything [`crate::Vm::new`] and [`crate::Vm::run`] reject (invalid plans, leveled plans
+/// breaking the level rules, missing tensors, inputs that do not fit the plan, failing
+/// instructions and out-of-range bootstrap inputs with their index, disassembly and site);
+/// [`VmError::Input`] for a slot vector whose length is not `plan.slots`.
 #[allow(clippy::type_complexity)]
 pub fn execute_with_report(
     plan: &Plan,
     tensors: &HashMap<TensorRef, Vec<f64>>,
     inputs: &[Vec<Vec<f64>>],
 ) -> Result<(Vec<Vec<Vec<f64>>>, Report), VmError> {
-    run_cleartext(&SimBackend::new(plan.slots), plan, tensors, inputs)
+    run_cleartext(&SimBackend::for_plan(plan), plan, tensors, inputs)
 }

@@ -6,11 +6,19 @@
 //! vectors are built from the tensors with [`Plaintext::slots`] at first use, kept in a bounded
 //! cache while a later instruction still needs them, and dropped after their last use.
 //!
+//! For a leveled plan (`plan.parameters` set), preparation also runs the static level check
+//! ([`levels::trace`]), so that a plan running out of levels or mixing levels or scales fails
+//! before any work on any backend ([`VmError::Levels`]). Execution then checks, on every
+//! backend, that the level the backend reports for each value is the trace's, and, where the
+//! backend can read values ([`Backend::peek`]: `sim`), that every `boot` input holds occupied
+//! slots in [−1, 1] ([`VmError::BootstrapRange`]).
+//!
 //! [`Plaintext::slots`]: cachemir_ir::plan::Plaintext::slots
 
 use crate::backend::{Backend, Client, PlainSlots};
 use crate::error::VmError;
 use crate::report::{OutputInfo, RangeViolation, Report};
+use cachemir_ir::plan::levels::{self, LevelTrace};
 use cachemir_ir::plan::{Instruction, Plan, PlanError, Register, TensorRef};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
@@ -57,6 +65,8 @@ pub struct Vm<'p> {
     plaintext_last_use: Vec<usize>,
     /// Range checks (indices into `plan.checks`) by the instruction they follow.
     checks_after: BTreeMap<usize, Vec<usize>>,
+    /// The level and scale of every register write, for leveled plans.
+    levels: Option<LevelTrace>,
 }
 
 impl<'p> Vm<'p> {
@@ -64,11 +74,13 @@ impl<'p> Vm<'p> {
     ///
     /// # Errors
     /// [`VmError::Plan`] when the plan does not [validate](Plan::validate) or a range check names
-    /// an instruction, register, site or slot that does not exist; [`VmError::MissingTensor`] for a
+    /// an instruction, register, site or slot that does not exist; [`VmError::Levels`] when a
+    /// leveled plan breaks the level rules ([`levels::trace`]); [`VmError::MissingTensor`] for a
     /// plaintext reading a tensor absent from `tensors` (naming its first instruction and site);
     /// [`VmError::TensorSize`] for a weight whose size differs from `plan.weight_shapes`.
     pub fn new(plan: &'p Plan, tensors: &'p HashMap<TensorRef, Vec<f64>>) -> Result<Self, VmError> {
         plan.validate()?;
+        let levels = levels::trace(plan)?;
         let n = plan.instructions.len();
         let mut drops = vec![Vec::new(); n];
         let mut live = vec![false; plan.registers as usize];
@@ -170,6 +182,7 @@ impl<'p> Vm<'p> {
             last_load,
             plaintext_last_use,
             checks_after,
+            levels,
         })
     }
 
@@ -189,7 +202,11 @@ impl<'p> Vm<'p> {
     ///
     /// # Errors
     /// [`VmError::Slots`], [`VmError::Inputs`] and [`VmError::InputParts`] for inputs that do not
-    /// fit the plan; [`VmError::Instruction`] (index, disassembly, site) when an operation fails;
+    /// fit the plan; [`VmError::Input`] for an input ciphertext of a leveled plan at another
+    /// level than the plan declares; [`VmError::Instruction`] (index, disassembly, site) when an
+    /// operation fails or the backend's level of a value differs from the plan's level trace;
+    /// [`VmError::BootstrapRange`] (index, disassembly, site) when a leveled plan bootstraps a
+    /// value with an occupied slot outside [−1, 1] (on backends that can read values);
     /// [`VmError::OutputNotWritten`] when the plan leaves an output ciphertext unstored. Range
     /// violations are not errors: they are collected in the report.
     pub fn run<B: Backend>(
@@ -219,6 +236,21 @@ impl<'p> Vm<'p> {
                     given: given.len(),
                     expected: io.layout.ciphertexts(),
                 });
+            }
+            if self.levels.is_some() {
+                for (part, c) in given.iter().enumerate() {
+                    if let (Some(found), Some(declared)) = (backend.info(c).level, io.level)
+                        && found != declared
+                    {
+                        return Err(VmError::Input {
+                            name: io.name.clone(),
+                            part,
+                            message: format!(
+                                "ciphertext at level {found}; the plan declares level {declared}"
+                            ),
+                        });
+                    }
+                }
             }
         }
         let mut inputs: Vec<Vec<Option<B::Ciphertext>>> = inputs
@@ -360,12 +392,20 @@ impl<'p> Vm<'p> {
                     a,
                     slots,
                     level,
-                } => vec![(
-                    dst.0,
-                    backend
-                        .bootstrap(read(a.0)?, slots.0, level.0)
-                        .map_err(backend_error)?,
-                )],
+                } => {
+                    let x = read(a.0)?;
+                    if self.levels.is_some()
+                        && let Some(values) = backend.peek(x)
+                    {
+                        bootstrap_input(plan, k, slots.0, &values)?;
+                    }
+                    vec![(
+                        dst.0,
+                        backend
+                            .bootstrap(x, slots.0, level.0)
+                            .map_err(backend_error)?,
+                    )]
+                }
                 Instruction::Free { a } => {
                     if registers[a.0 as usize].take().is_some() {
                         live -= 1;
@@ -373,6 +413,21 @@ impl<'p> Vm<'p> {
                     vec![]
                 }
             };
+            if let Some(trace) = &self.levels
+                && let Some(Some(state)) = trace.states.get(k)
+            {
+                for (_, value) in &results {
+                    if let Some(level) = backend.info(value).level
+                        && level != state.level
+                    {
+                        return Err(fail(format!(
+                            "the {} backend holds level {level}; the plan's level rules give level {}",
+                            backend.name(),
+                            state.level
+                        )));
+                    }
+                }
+            }
             for (r, value) in results {
                 if registers[r as usize].replace(value).is_none() {
                     live += 1;
@@ -511,6 +566,42 @@ impl PlainCache {
     }
 }
 
+/// Checks the input of bootstrap instruction `k` (a ciphertext using `slots` slots: slots
+/// `0..slots` are occupied; all of them when `slots` is 0 or above the plan's): every occupied
+/// value in [−1, 1], no NaN.
+fn bootstrap_input(plan: &Plan, k: usize, slots: u32, values: &[f64]) -> Result<(), VmError> {
+    let occupied = match slots as usize {
+        0 => values.len(),
+        n => n.min(values.len()),
+    };
+    let values = &values[..occupied];
+    let Some(slot) = values
+        .iter()
+        .position(|v| v.is_nan() || !(-1.0..=1.0).contains(v))
+    else {
+        return Ok(());
+    };
+    let (min, max) = if values.iter().any(|v| v.is_nan()) {
+        (f64::NAN, f64::NAN)
+    } else {
+        values
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
+                (lo.min(v), hi.max(v))
+            })
+    };
+    Err(VmError::BootstrapRange {
+        index: k,
+        instruction: plan.instructions[k].to_string(),
+        site: site_name(plan, k),
+        slot,
+        value: values[slot],
+        min,
+        max,
+        occupied,
+    })
+}
+
 /// The site name of instruction `k` (empty when out of range).
 pub(crate) fn site_name(plan: &Plan, k: usize) -> String {
     plan.instruction_sites
@@ -519,8 +610,9 @@ pub(crate) fn site_name(plan: &Plan, k: usize) -> String {
         .map_or(String::new(), |s| s.name.clone())
 }
 
-/// Encrypts slot vectors `inputs[i][part]`, executes `plan` on a [`Client`] backend and decrypts
-/// the outputs: `outputs[o][part]` (`plan.slots` reals each), with the run's report.
+/// Encrypts slot vectors `inputs[i][part]` (at the input's declared level in a leveled plan,
+/// [`Client::encrypt_at`]), executes `plan` on a [`Client`] backend and decrypts the outputs:
+/// `outputs[o][part]` (`plan.slots` reals each), with the run's report.
 ///
 /// # Errors
 /// As [`Vm::new`] and [`Vm::run`]; [`VmError::Input`] / [`VmError::Output`] when the backend
@@ -536,15 +628,18 @@ pub fn run_cleartext<B: Client>(
     let mut encrypted = Vec::with_capacity(inputs.len());
     for (i, parts) in inputs.iter().enumerate() {
         let name = plan.inputs.get(i).map_or("?", |io| io.name.as_str());
+        let level = plan.inputs.get(i).and_then(|io| io.level);
         let parts = parts
             .iter()
             .enumerate()
             .map(|(part, values)| {
-                backend.encrypt(values).map_err(|e| VmError::Input {
-                    name: name.to_string(),
-                    part,
-                    message: e.to_string(),
-                })
+                backend
+                    .encrypt_at(values, level)
+                    .map_err(|e| VmError::Input {
+                        name: name.to_string(),
+                        part,
+                        message: e.to_string(),
+                    })
             })
             .collect::<Result<Vec<_>, _>>()?;
         encrypted.push(parts);
