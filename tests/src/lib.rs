@@ -1,7 +1,11 @@
 //! Helpers shared by the end-to-end tests in `tests/`: the reference models' manifest, graph
 //! outputs in f64, and where each shared model's client encryption starts.
 
+use cachemir_compiler::lower::weights::weight_values;
+use cachemir_compiler::lower::{LowerOptions, Lowered, lower};
+use cachemir_compiler::reference::Case;
 use cachemir_ir::interp::Value;
+use cachemir_ir::plan::{Plan, TensorRef};
 use cachemir_ir::{Graph, Interpreter, Precision, Tensor};
 use ndarray::ArrayD;
 use std::collections::HashMap;
@@ -163,4 +167,94 @@ pub fn approximated(
     let mut approximate = Approximate::default();
     approximate.run(&mut graph).expect("approximation");
     (original, graph, approximate)
+}
+
+/// Slots of the plans the model tests compile.
+pub const SLOTS: usize = 1 << 15;
+
+fn run_program(json: &str, inputs: &HashMap<String, Tensor>) -> HashMap<String, Tensor> {
+    if json.is_empty() {
+        return HashMap::new();
+    }
+    let graph: Graph = serde_json::from_str(json).unwrap();
+    let feed: HashMap<String, Tensor> = graph
+        .inputs()
+        .iter()
+        .map(|i| {
+            let name = graph.input_name(i).to_string();
+            (name.clone(), inputs[&name].clone())
+        })
+        .collect();
+    Interpreter::new(&graph, Precision::F64).run(&feed).unwrap()
+}
+
+/// Runs a plan on the `sim` backend for one case: client and public programs in f64, weights
+/// from the graph, inputs encoded and outputs decoded by the plan's layouts.
+///
+/// # Panics
+/// On any failure (test helper).
+pub fn run_sim(
+    lowered: &Lowered,
+    plan: &Plan,
+    graph: &Graph,
+    case: &Case,
+) -> HashMap<String, Vec<f64>> {
+    plan.validate().unwrap();
+    let client = run_program(&plan.client_program, &case.inputs);
+    let public = run_program(&plan.public_program, &case.inputs);
+    let mut tensors: HashMap<TensorRef, Vec<f64>> = weight_values(lowered, graph)
+        .into_iter()
+        .map(|(name, (_, v))| (TensorRef::Weight(name), v))
+        .collect();
+    for (name, t) in public {
+        tensors.insert(
+            TensorRef::Public(name),
+            t.to_f64().iter().copied().collect(),
+        );
+    }
+    let inputs: Vec<Vec<Vec<f64>>> = plan
+        .inputs
+        .iter()
+        .map(|io| {
+            let tensor = client.get(&io.name).or(case.inputs.get(&io.name)).unwrap();
+            let values: Vec<f64> = tensor.to_f64().iter().copied().collect();
+            io.layout.encode(&values).unwrap()
+        })
+        .collect();
+    let outputs = cachemir_vm::sim::execute(plan, &tensors, &inputs).unwrap();
+    plan.outputs
+        .iter()
+        .zip(outputs)
+        .map(|(io, slots)| (io.name.clone(), io.layout.decode(&slots).unwrap()))
+        .collect()
+}
+
+/// Lowers a graph at [`SLOTS`] slots, printing the counts and the costliest sites.
+///
+/// # Panics
+/// If lowering fails (test helper).
+pub fn lower_model(graph: &Graph, model: &str) -> Lowered {
+    let start = std::time::Instant::now();
+    let lowered = lower(
+        graph,
+        &LowerOptions {
+            slots: SLOTS,
+            period: None,
+            weights_file: "w.safetensors".into(),
+        },
+    )
+    .unwrap();
+    eprintln!(
+        "{model}: lowered in {:.2?}: period {}, {} instructions, {:?}",
+        start.elapsed(),
+        lowered.period,
+        lowered.plan.instructions.len(),
+        lowered.plan.counts()
+    );
+    let mut costly: Vec<_> = lowered.site_counts.iter().collect();
+    costly.sort_by_key(|(_, _, c)| std::cmp::Reverse(c.rotations));
+    for (site, _, c) in costly.iter().take(6) {
+        eprintln!("  {site}: {c:?}");
+    }
+    lowered
 }

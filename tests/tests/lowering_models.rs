@@ -1,91 +1,11 @@
 //! Slot-level compilation of the shared models at 2^15 slots, executed on the `sim` backend and
 //! compared with onnxruntime's outputs.
 
-use cachemir_compiler::lower::weights::weight_values;
-use cachemir_compiler::lower::{LowerOptions, Lowered, lower};
 use cachemir_compiler::reference::{Case, compare, models_dir};
 use cachemir_ir::npy::read_npy;
-use cachemir_ir::plan::TensorRef;
-use cachemir_ir::{Graph, Interpreter, Precision, Tensor};
+use cachemir_ir::{Interpreter, Precision, Tensor};
 use cachemir_onnx::{ImportOptions, import_file};
-use cachemir_tests::{approximated, embedding_output};
-use std::collections::HashMap;
-
-const SLOTS: usize = 1 << 15;
-
-fn run_program(json: &str, inputs: &HashMap<String, Tensor>) -> HashMap<String, Tensor> {
-    if json.is_empty() {
-        return HashMap::new();
-    }
-    let graph: Graph = serde_json::from_str(json).unwrap();
-    let feed: HashMap<String, Tensor> = graph
-        .inputs()
-        .iter()
-        .map(|i| {
-            let name = graph.input_name(i).to_string();
-            (name.clone(), inputs[&name].clone())
-        })
-        .collect();
-    Interpreter::new(&graph, Precision::F64).run(&feed).unwrap()
-}
-
-fn run_sim(lowered: &Lowered, graph: &Graph, case: &Case) -> HashMap<String, Vec<f64>> {
-    let plan = &lowered.plan;
-    plan.validate().unwrap();
-    let client = run_program(&plan.client_program, &case.inputs);
-    let public = run_program(&plan.public_program, &case.inputs);
-    let mut tensors: HashMap<TensorRef, Vec<f64>> = weight_values(lowered, graph)
-        .into_iter()
-        .map(|(name, (_, v))| (TensorRef::Weight(name), v))
-        .collect();
-    for (name, t) in public {
-        tensors.insert(
-            TensorRef::Public(name),
-            t.to_f64().iter().copied().collect(),
-        );
-    }
-    let inputs: Vec<Vec<Vec<f64>>> = plan
-        .inputs
-        .iter()
-        .map(|io| {
-            let tensor = client.get(&io.name).or(case.inputs.get(&io.name)).unwrap();
-            let values: Vec<f64> = tensor.to_f64().iter().copied().collect();
-            io.layout.encode(&values).unwrap()
-        })
-        .collect();
-    let outputs = cachemir_vm::sim::execute(plan, &tensors, &inputs).unwrap();
-    plan.outputs
-        .iter()
-        .zip(outputs)
-        .map(|(io, slots)| (io.name.clone(), io.layout.decode(&slots).unwrap()))
-        .collect()
-}
-
-fn lower_model(graph: &Graph, model: &str) -> Lowered {
-    let start = std::time::Instant::now();
-    let lowered = lower(
-        graph,
-        &LowerOptions {
-            slots: SLOTS,
-            period: None,
-            weights_file: "w.safetensors".into(),
-        },
-    )
-    .unwrap();
-    eprintln!(
-        "{model}: lowered in {:.2?}: period {}, {} instructions, {:?}",
-        start.elapsed(),
-        lowered.period,
-        lowered.plan.instructions.len(),
-        lowered.plan.counts()
-    );
-    let mut costly: Vec<_> = lowered.site_counts.iter().collect();
-    costly.sort_by_key(|(_, _, c)| std::cmp::Reverse(c.rotations));
-    for (site, _, c) in costly.iter().take(6) {
-        eprintln!("  {site}: {c:?}");
-    }
-    lowered
-}
+use cachemir_tests::{approximated, embedding_output, lower_model, run_sim};
 
 fn check_decoder(model: &str) {
     let Some(dir) = models_dir() else { return };
@@ -93,7 +13,7 @@ fn check_decoder(model: &str) {
     let lowered = lower_model(&graph, model);
     for index in 0..2 {
         let case = Case::load(&dir.join(model).join(format!("case{index}.json"))).unwrap();
-        let outputs = run_sim(&lowered, &graph, &case);
+        let outputs = run_sim(&lowered, &lowered.plan, &graph, &case);
         for (name, path) in &case.expected {
             let expected = read_npy(path).unwrap();
             let got = Tensor::F64(
@@ -147,7 +67,7 @@ fn minilm_on_sim() {
     let lowered = lower_model(&graph, model);
     // case0 is batch 1 × 16 tokens, the shape compiled; case1 (2 × 18) needs another plan.
     let case = Case::load(&dir.join(model).join("case0.json")).unwrap();
-    let outputs = run_sim(&lowered, &graph, &case);
+    let outputs = run_sim(&lowered, &lowered.plan, &graph, &case);
     let (_, path) = case
         .expected
         .iter()
@@ -205,7 +125,7 @@ fn one_minilm_layer_on_sim() {
         inputs,
         expected: Vec::new(),
     };
-    let outputs = run_sim(&lowered, &layer, &case);
+    let outputs = run_sim(&lowered, &lowered.plan, &layer, &case);
     let expected: Vec<f64> = output_tensor.to_f64().iter().copied().collect();
     let got = &outputs[&last_name];
     let error = got

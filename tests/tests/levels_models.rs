@@ -1,0 +1,85 @@
+//! The level pass on the shared decoders: N = 2^16 bootstrappable parameters, levels enforced,
+//! same accuracy bounds as the unleveled plans, and the KV-aware placement against the greedy
+//! waterline and a placement that ignores the cache state.
+
+use cachemir_compiler::levels::params::by_name;
+use cachemir_compiler::levels::{
+    LevelOptions, Leveled, StatePolicy, Strategy, assign_levels, calibrated_bound, place,
+};
+use cachemir_compiler::reference::{Case, compare, models_dir};
+use cachemir_ir::Graph;
+use cachemir_ir::npy::read_npy;
+use cachemir_ir::plan::Plan;
+use cachemir_tests::{approximated, lower_model, run_sim};
+
+fn level(plan: &Plan, graph: &Graph, strategy: Strategy) -> Leveled {
+    let mut options = LevelOptions::new(by_name("N16BootFull").unwrap());
+    options.strategy = strategy;
+    let start = std::time::Instant::now();
+    let leveled = assign_levels(plan, &|site| calibrated_bound(graph, site), &options).unwrap();
+    eprintln!(
+        "{strategy:?}: {} bootstrapped sites, {} bootstrapped ciphertexts, estimated {:.1} s, exact \
+         {}, {} instructions ({:.2?})",
+        leveled.placement.bootstraps(),
+        leveled.bootstrapped_ciphertexts,
+        leveled.placement.cost_ms / 1e3,
+        leveled.placement.exact,
+        leveled.plan.instructions.len(),
+        start.elapsed()
+    );
+    leveled
+}
+
+fn check_decoder(model: &str) {
+    let Some(dir) = models_dir() else { return };
+    let (_, graph, _) = approximated(&dir, model, 32);
+    let lowered = lower_model(&graph, model);
+    let aware = level(
+        &lowered.plan,
+        &graph,
+        Strategy::Optimal(StatePolicy::Optimised),
+    );
+    for index in 0..2 {
+        let case = Case::load(&dir.join(model).join(format!("case{index}.json"))).unwrap();
+        let outputs = run_sim(&lowered, &aware.plan, &graph, &case);
+        let (_, path) = case.expected.iter().find(|(n, _)| n == "logits").unwrap();
+        let expected = read_npy(path).unwrap();
+        let got = cachemir_ir::Tensor::F64(
+            ndarray::ArrayD::from_shape_vec(
+                ndarray::IxDyn(expected.shape()),
+                outputs["logits"].clone(),
+            )
+            .unwrap(),
+        );
+        let c = compare("logits", &got, &expected, None).unwrap();
+        eprintln!(
+            "{model} case{index} leveled: max abs error {:.3e}, argmax {:?}",
+            c.max_abs_error, c.same_argmax
+        );
+        assert_eq!(c.same_argmax.0, c.same_argmax.1);
+        assert!(c.max_abs_error <= 0.05, "{:.3e}", c.max_abs_error);
+    }
+    let greedy = level(&lowered.plan, &graph, Strategy::Greedy);
+    let mut options = LevelOptions::new(by_name("N16BootFull").unwrap());
+    options.strategy = Strategy::Optimal(StatePolicy::IgnoreCache);
+    let ignore = place(&lowered.plan, &|s| calibrated_bound(&graph, s), &options)
+        .unwrap()
+        .placement;
+    eprintln!(
+        "{model}: estimated per-token cost (default CPU model): KV-aware {:.1} s ({} bootstrapped \
+         sites), greedy waterline {:.1} s ({}), ignoring the cache state {:.1} s ({})",
+        aware.placement.cost_ms / 1e3,
+        aware.placement.bootstraps(),
+        greedy.placement.cost_ms / 1e3,
+        greedy.placement.bootstraps(),
+        ignore.cost_ms / 1e3,
+        ignore.bootstraps()
+    );
+    assert!(aware.placement.cost_ms < greedy.placement.cost_ms);
+    assert!(aware.placement.cost_ms < ignore.cost_ms);
+}
+
+#[test]
+fn tiny_llama_decode_step_leveled() {
+    check_decoder("tiny_llama_decode_step_p15_ts17");
+}
