@@ -591,3 +591,150 @@ pub fn greedy(problem: &Problem<'_>) -> Result<Placement, PlacementError> {
         exact: true,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A random DAG of `n` sites: sources first, each later site reading one or two earlier
+    /// values with 0–2 levels consumed, a sink at the end; with `cache`, a KV-cache state source
+    /// whose sink stores a new entry appended to it.
+    fn graph(
+        n: usize,
+        edges: &[(usize, usize, u32, u32)],
+        costs: &[(f64, f64)],
+        cache: bool,
+    ) -> Vec<SiteNode> {
+        let mut nodes: Vec<SiteNode> = Vec::new();
+        let node = |role: Role, preds: Vec<(usize, u32)>, cost: (f64, f64)| SiteNode {
+            site: 0,
+            first: 0,
+            end: 0,
+            role,
+            preds,
+            exports: vec![0],
+            stores: 1,
+            cost,
+        };
+        nodes.push(node(
+            Role::Source {
+                input: 0,
+                state: false,
+            },
+            vec![],
+            (0.0, 0.0),
+        ));
+        if cache {
+            nodes.push(node(
+                Role::Source {
+                    input: 1,
+                    state: true,
+                },
+                vec![],
+                (0.0, 0.0),
+            ));
+        }
+        while nodes.len() < n - usize::from(cache) - 1 {
+            let v = nodes.len();
+            let (a, b, da, db) = edges[v % edges.len()];
+            let mut preds = vec![(a % v, da)];
+            if b % 3 != 0 && b % v != a % v {
+                preds.push((b % v, db));
+            }
+            nodes[v.saturating_sub(1)].site = v - 1;
+            let cost = costs[v % costs.len()];
+            nodes.push(node(Role::Compute, preds, cost));
+        }
+        let last = nodes.len() - 1;
+        if cache {
+            // The new entry (the last value) appended to the cache read at source 1.
+            nodes.push(node(
+                Role::Sink {
+                    output: 1,
+                    state_input: Some(1),
+                },
+                vec![(last, 1), (1, 0)],
+                (1.0, 0.5),
+            ));
+            // Attention reads the cache.
+            nodes[last].preds.push((1, 1));
+        }
+        nodes.push(node(
+            Role::Sink {
+                output: 0,
+                state_input: None,
+            },
+            vec![(last, 0)],
+            (1.0, 0.1),
+        ));
+        for (i, n) in nodes.iter_mut().enumerate() {
+            n.site = i;
+        }
+        nodes
+    }
+
+    fn problem<'a>(nodes: &'a [SiteNode], boot: &[bool], states: StatePolicy) -> Problem<'a> {
+        Problem {
+            nodes,
+            max_level: 3,
+            bootstrap_level: 3,
+            bootstrap_scaling: nodes
+                .iter()
+                .enumerate()
+                .map(|(i, _)| {
+                    boot[i % boot.len()].then_some((u32::from(i % 2 == 0), u32::from(i % 2 == 0)))
+                })
+                .collect(),
+            bootstrap_ms: nodes
+                .iter()
+                .enumerate()
+                .map(|(i, _)| 50.0 + i as f64)
+                .collect(),
+            states,
+            max_states: 1 << 16,
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(96))]
+
+        /// On graphs of at most 12 sites the dynamic program finds the cost of the exhaustive
+        /// search (both infeasible, or equal within rounding), and the greedy baseline never
+        /// beats it.
+        #[test]
+        fn optimal_equals_exhaustive_search(
+            n in 4usize..=12,
+            edges in proptest::collection::vec((0usize..12, 0usize..12, 0u32..=2, 0u32..=2), 12),
+            costs in proptest::collection::vec((0.0f64..10.0, 0.0f64..5.0), 12),
+            boot in proptest::collection::vec(proptest::bool::weighted(0.8), 1..6),
+            cache in proptest::bool::ANY,
+        ) {
+            let nodes = graph(n, &edges, &costs, cache);
+            let p = problem(&nodes, &boot, StatePolicy::Optimised);
+            let dp = optimal(&p);
+            let all = exhaustive(&p);
+            match (&dp, &all) {
+                (Ok(dp), Some(all)) => {
+                    prop_assert!(dp.exact);
+                    prop_assert!((dp.cost_ms - all.cost_ms).abs() < 1e-6, "dp {} exhaustive {}", dp.cost_ms, all.cost_ms);
+                    if let Ok(g) = greedy(&p) {
+                        prop_assert!(g.cost_ms >= dp.cost_ms - 1e-6);
+                    }
+                }
+                (Err(_), None) => {}
+                _ => prop_assert!(false, "dp {dp:?} exhaustive {all:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_chain_deeper_than_one_bootstrap_is_infeasible() {
+        let nodes = graph(5, &[(0, 0, 2, 0)], &[(1.0, 1.0)], false);
+        let mut p = problem(&nodes, &[true], StatePolicy::Optimised);
+        p.bootstrap_level = 1;
+        p.max_level = 1;
+        assert!(matches!(optimal(&p), Err(PlacementError::Infeasible(_))));
+        assert!(exhaustive(&p).is_none());
+    }
+}
