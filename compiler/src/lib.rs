@@ -6,4 +6,5 @@ pub mod levels;
 pub mod lower;
 pub mod passes;
 pub mod reference;
+pub mod report;
 pub mod rewrite;

@@ -35,13 +35,14 @@ fn version_is_the_crate_version() {
 }
 
 #[test]
-fn later_commands_fail_with_exit_code_2() {
+fn report_and_dot_of_a_missing_plan_exit_2() {
     for command in ["report", "dot"] {
-        let out = cachemirc(&[command, "model.plan"]);
+        let out = cachemirc(&[command, "/nonexistent/model.plan"]);
         assert_eq!(out.status.code(), Some(2), "{command}");
         assert!(
-            text(&out.stderr).contains("not yet implemented"),
-            "{command}"
+            text(&out.stderr).contains("/nonexistent/model.plan"),
+            "{command}: {}",
+            text(&out.stderr)
         );
     }
 }

@@ -23,7 +23,9 @@ use std::process::ExitCode;
         cachemirc import minilm.onnx --dim batch=1 --dim sequence=16\n  \
         cachemirc import model.onnx --dim batch=1 --dim sequence=16 --outputs /encoder/layer.0/output/LayerNorm/LayerNormalization_output_0 --emit ir\n  \
         cachemirc eval tiny_llama_decode_step_p15_ts17.onnx --inputs models/tiny_llama_decode_step_p15_ts17/case0.json --out out/ --expect\n  \
-        cachemirc compile tiny_llama_decode_step_p15_ts17.onnx --calibration models/tiny_llama_decode_step_p15_ts17/calib.json --sample models/tiny_llama_decode_step_p15_ts17/case0.json --encrypt-from /model/model/embed_tokens/Gather_output_0 -o llama.plan"
+        cachemirc compile tiny_llama_decode_step_p15_ts17.onnx --calibration models/tiny_llama_decode_step_p15_ts17/calib.json --sample models/tiny_llama_decode_step_p15_ts17/case0.json --encrypt-from /model/model/embed_tokens/Gather_output_0 -o llama.plan\n  \
+        cachemirc report llama.plan [--json] [--cost-model bench.json]\n  \
+        cachemirc dot llama.plan -o llama.dot"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -75,15 +77,34 @@ enum Command {
     /// with `-o FILE.plan` (or `--emit plan|plan-json|asm`) the slot-level lowering to a plan and
     /// its weights file.
     Compile(CompileArgs),
-    /// Print a plan's depth / level / bootstrap / key / memory / latency report (issue 8).
+    /// Print a plan's report: per layer and in total the operation counts, rotations and key
+    /// switches, multiplicative depth, level profile, every bootstrap, the key set, weight bytes,
+    /// peak ciphertext memory and the estimated latency (docs/report.md).
     Report {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
+        /// The plan (`.plan`, or the JSON of `compile --emit plan-json`).
+        plan: PathBuf,
+        /// Print the report as JSON (schema in docs/report.md).
+        #[arg(long)]
+        json: bool,
+        /// The latency cost model (JSON, as `cachemir bench` writes it); default: the built-in
+        /// CPU model (OpenFHE, one thread, N = 2^16).
+        #[arg(long, value_name = "FILE")]
+        cost_model: Option<PathBuf>,
+        /// For an unleveled plan (no parameters): the level every instruction is costed at
+        /// (default 0, a lower bound).
+        #[arg(long, value_name = "LEVEL", default_value_t = 0)]
+        assume_level: u32,
+        /// Write to this file instead of standard output.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
     },
-    /// Print a plan as a Graphviz graph (issue 8).
+    /// Print a plan's site-level dataflow as a Graphviz graph (`dot -Tsvg`).
     Dot {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
+        /// The plan (`.plan`, or the JSON of `compile --emit plan-json`).
+        plan: PathBuf,
+        /// Write to this file instead of standard output.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
     },
 }
 
@@ -294,8 +315,71 @@ fn run(cli: Cli) -> Result<()> {
             import,
         } => eval(&model, &inputs, &out, expect, precision, &import),
         Command::Compile(args) => compile(args),
-        Command::Report { .. } => not_yet("report", "8"),
-        Command::Dot { .. } => not_yet("dot", "8"),
+        Command::Report {
+            plan,
+            json,
+            cost_model,
+            assume_level,
+            output,
+        } => {
+            use cachemir_compiler::report::{PlanReport, ReportOptions};
+            let plan = read_plan(&plan)?;
+            let cost = match &cost_model {
+                Some(path) => cachemir_ir::plan::CostModel::from_file(path).map_err(input_error)?,
+                None => cachemir_ir::plan::CostModel::default_cpu(),
+            };
+            let options = ReportOptions {
+                assumed_level: assume_level,
+            };
+            let report = PlanReport::new(&plan, &cost, &options)
+                .map_err(|e| input_error(anyhow::anyhow!("{}: {e}", plan.name)))?;
+            let text = if json {
+                let mut text = report.json();
+                text.push('\n');
+                text
+            } else {
+                report.text()
+            };
+            write_text(output.as_deref(), &text)
+        }
+        Command::Dot { plan, output } => {
+            let plan = read_plan(&plan)?;
+            write_text(
+                output.as_deref(),
+                &cachemir_compiler::report::dot::dot(&plan),
+            )
+        }
+    }
+}
+
+/// Reads a plan file: the binary form, or its JSON (`--emit plan-json`); validated either way.
+fn read_plan(path: &Path) -> Result<cachemir_ir::plan::Plan> {
+    use cachemir_ir::plan::Plan;
+    let bytes = std::fs::read(path)
+        .map_err(|e| input_error(anyhow::anyhow!("reading {}: {e}", path.display())))?;
+    let plan = if bytes.first() == Some(&b'{') {
+        let plan: Plan = serde_json::from_slice(&bytes)
+            .map_err(|e| input_error(anyhow::anyhow!("{}: not a plan: {e}", path.display())))?;
+        plan.validate()
+            .map_err(|e| input_error(anyhow::anyhow!("{}: {e}", path.display())))?;
+        plan
+    } else {
+        Plan::from_bytes(&bytes)
+            .map_err(|e| input_error(anyhow::anyhow!("{}: {e}", path.display())))?
+    };
+    Ok(plan)
+}
+
+/// Writes `text` to `output`, or to standard output.
+fn write_text(output: Option<&Path>, text: &str) -> Result<()> {
+    match output {
+        Some(path) => {
+            std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+        }
+        None => {
+            print!("{text}");
+            Ok(())
+        }
     }
 }
 
@@ -706,12 +790,6 @@ impl<P: cachemir_compiler::passes::Pass> cachemir_compiler::passes::Pass for Sha
     ) -> Result<String, cachemir_compiler::passes::CompileError> {
         self.0.borrow_mut().run(graph)
     }
-}
-
-fn not_yet(command: &str, issue: &str) -> Result<()> {
-    Err(input_error(anyhow::anyhow!(
-        "`cachemirc {command}` is not yet implemented (issue {issue})"
-    )))
 }
 
 /// A loaded model and its summary text.
