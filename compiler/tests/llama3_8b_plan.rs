@@ -2,6 +2,8 @@
 //! tokens) lowered to a plan at 2^15 slots: time and per-layer op and rotation counts. Ignored in
 //! the debug suite; `examples/bench_compile.sh` runs it in release.
 
+use cachemir_compiler::levels::params::by_name;
+use cachemir_compiler::levels::{LevelOptions, assign_levels, calibrated_bound};
 use cachemir_compiler::lower::{Counts, LowerOptions, lower};
 use cachemir_compiler::passes::approximate::Approximate;
 use cachemir_compiler::passes::calibrate::AssumeRanges;
@@ -69,4 +71,45 @@ fn llama3_8b_decode_step_lowers_in_time() {
         );
     }
     assert!(lowering.as_secs_f64() < 60.0, "lowering took {lowering:?}");
+    // Levels and bootstraps at N = 2^16 (issue 8): the whole compile under two minutes.
+    let start = Instant::now();
+    let options = LevelOptions::new(by_name("N16BootFull").unwrap());
+    let leveled = assign_levels(
+        &lowered.plan,
+        &|site| calibrated_bound(&graph, site),
+        &options,
+    )
+    .unwrap();
+    let leveling = start.elapsed();
+    let mut boots: BTreeMap<Option<u32>, (usize, usize)> = BTreeMap::new();
+    for (k, instruction) in leveled.plan.instructions.iter().enumerate() {
+        if let cachemir_ir::plan::Instruction::Bootstrap { .. } = instruction {
+            let site = &leveled.plan.sites[leveled.plan.instruction_sites[k] as usize];
+            boots.entry(site.layer).or_default().0 += 1;
+        }
+    }
+    println!(
+        "levels: {leveling:.2?}; {} bootstrapped sites, {} bootstrapped ciphertexts, estimated \
+         {:.1} s per token (default CPU model), placement exact: {}; {} instructions",
+        leveled.placement.bootstraps(),
+        leveled.bootstrapped_ciphertexts,
+        leveled.placement.cost_ms / 1e3,
+        leveled.placement.exact,
+        leveled.plan.instructions.len()
+    );
+    for (layer, (ciphertexts, _)) in &boots {
+        println!("layer {layer:?}: {ciphertexts} bootstrapped ciphertexts");
+    }
+    let mut per_site: BTreeMap<String, usize> = BTreeMap::new();
+    for (k, instruction) in leveled.plan.instructions.iter().enumerate() {
+        if let cachemir_ir::plan::Instruction::Bootstrap { .. } = instruction {
+            let site = &leveled.plan.sites[leveled.plan.instruction_sites[k] as usize];
+            if site.layer == Some(0) {
+                *per_site.entry(site.name.clone()).or_default() += 1;
+            }
+        }
+    }
+    println!("layer 0 bootstraps by site: {per_site:?}");
+    let total = tensor_level + lowering + leveling;
+    assert!(total.as_secs_f64() < 120.0, "compile took {total:?}");
 }
