@@ -171,8 +171,31 @@ struct CompileArgs {
     /// Also list every kernel instance of the plan (site, kernel, counts).
     #[arg(short, long)]
     verbose: bool,
+    /// Level the plan for a bootstrappable parameter set: rescales, level drops and bootstraps
+    /// placed, every level explicit. A name (`N16BootFull`, 128-bit; `ToyBootN12` with
+    /// `--insecure`) or a JSON file holding one of them. Without it the plan is unleveled.
+    #[arg(long, value_name = "NAME|FILE.json")]
+    params: Option<String>,
+    /// Accept an insecure (toy) parameter set: tests only.
+    #[arg(long)]
+    insecure: bool,
+    /// Bootstrap placement with `--params`.
+    #[arg(long, value_enum, default_value = "kv-aware")]
+    placement: PlacementArg,
+    /// Cost model for the placement (JSON, as `cachemir bench` writes it); default: the
+    /// documented CPU model.
+    #[arg(long, value_name = "FILE")]
+    cost_model: Option<PathBuf>,
     #[command(flatten)]
     import: ImportArgs,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PlacementArg {
+    /// Optimal under the cost model, KV-cache storage levels included (Cachemir).
+    KvAware,
+    /// Bootstrap a value as soon as a consumer would run out of levels (waterline baseline).
+    Greedy,
 }
 
 #[derive(Args)]
@@ -586,9 +609,17 @@ fn write_plan(
         input_error(anyhow::anyhow!("lowering: {e}{hint}"))
     })?;
     let lowering = start.elapsed();
-    let plan = &lowered.plan;
-    plan.validate()
+    lowered
+        .plan
+        .validate()
         .context("the lowered plan is inconsistent (a compiler bug)")?;
+    let start = std::time::Instant::now();
+    let leveled = match &args.params {
+        Some(name) => Some(level_plan(&lowered.plan, graph, args, name)?),
+        None => None,
+    };
+    let leveling = start.elapsed();
+    let plan = leveled.as_ref().map_or(&lowered.plan, |l| &l.plan);
     let (bytes, weights) = match emit {
         CompileEmit::Plan => (plan.to_bytes()?, true),
         CompileEmit::PlanJson => (serde_json::to_vec(plan)?, true),
@@ -616,11 +647,16 @@ fn write_plan(
                 );
             }
             print!("{summary}");
+            if let Some(l) = &leveled {
+                println!("{}", leveling_summary(l));
+            }
             println!(
-                "compiled in {:.2} s (import and tensor-level passes {:.2} s, lowering {:.2} s)",
-                (tensor_level + lowering).as_secs_f64(),
+                "compiled in {:.2} s (import and tensor-level passes {:.2} s, lowering {:.2} s, \
+                 levels {:.2} s)",
+                (tensor_level + lowering + leveling).as_secs_f64(),
                 tensor_level.as_secs_f64(),
-                lowering.as_secs_f64()
+                lowering.as_secs_f64(),
+                leveling.as_secs_f64()
             );
         }
         None => {
@@ -630,9 +666,101 @@ fn write_plan(
                 .write_all(&bytes)
                 .context("writing to standard output")?;
             eprint!("{summary}");
+            if let Some(l) = &leveled {
+                eprintln!("{}", leveling_summary(l));
+            }
         }
     }
     Ok(())
+}
+
+/// The level pass for `--params NAME|FILE.json` (see [`CompileArgs::params`]).
+fn level_plan(
+    plan: &cachemir_ir::plan::Plan,
+    graph: &Graph,
+    args: &CompileArgs,
+    name: &str,
+) -> Result<cachemir_compiler::levels::Leveled> {
+    use cachemir_compiler::levels::{
+        LevelOptions, StatePolicy, Strategy, assign_levels, calibrated_bound, params,
+    };
+    let parameters = match params::by_name(name) {
+        Some(p) => p,
+        None if name.ends_with(".json") => {
+            let text = std::fs::read_to_string(name)
+                .with_context(|| format!("reading --params {name}"))
+                .map_err(input_error)?;
+            let given: cachemir_ir::plan::Parameters = serde_json::from_str(&text)
+                .with_context(|| format!("--params {name}"))
+                .map_err(input_error)?;
+            // Only sets whose primes the CKKS crate builds and checks are accepted.
+            match params::by_name(&given.name) {
+                Some(known) if known == given => known,
+                _ => {
+                    return Err(input_error(anyhow::anyhow!(
+                        "--params {name}: `{}` is not one of the checked parameter sets ({})",
+                        given.name,
+                        params::named()
+                            .iter()
+                            .map(|p| p.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )));
+                }
+            }
+        }
+        None => {
+            return Err(input_error(anyhow::anyhow!(
+                "--params {name}: unknown parameter set (known: {})",
+                params::named()
+                    .iter()
+                    .map(|p| p.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+    };
+    if parameters.toy && !args.insecure {
+        return Err(input_error(anyhow::anyhow!(
+            "--params {}: an insecure test set; pass --insecure to use it anyway",
+            parameters.name
+        )));
+    }
+    let mut options = LevelOptions::new(parameters);
+    if let Some(path) = &args.cost_model {
+        options.cost = cachemir_ir::plan::CostModel::from_file(path).map_err(input_error)?;
+    }
+    options.strategy = match args.placement {
+        PlacementArg::KvAware => Strategy::Optimal(StatePolicy::Optimised),
+        PlacementArg::Greedy => Strategy::Greedy,
+    };
+    assign_levels(plan, &|site| calibrated_bound(graph, site), &options)
+        .map_err(|e| input_error(anyhow::anyhow!("levels: {e}")))
+}
+
+/// One line on the level pass: parameters, bootstraps, estimated latency.
+fn leveling_summary(l: &cachemir_compiler::levels::Leveled) -> String {
+    let p = l
+        .plan
+        .parameters
+        .as_ref()
+        .expect("leveled plans have parameters");
+    format!(
+        "levels: {} (N = 2^{}, top level {}, bootstraps to {}), {} bootstrapped ciphertexts at \
+         {} sites, estimated {:.1} s per run (placement {})",
+        p.name,
+        p.log_n,
+        p.max_level,
+        p.bootstrap_level.unwrap_or(0),
+        l.bootstrapped_ciphertexts,
+        l.placement.bootstraps(),
+        l.placement.cost_ms / 1e3,
+        if l.placement.exact {
+            "exact"
+        } else {
+            "state-capped"
+        }
+    )
 }
 
 /// `<stem>.weights.safetensors` for a plan written to `output` (`model.plan`,
