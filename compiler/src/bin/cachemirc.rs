@@ -76,7 +76,7 @@ enum Command {
     /// Compile a model: tensor-level passes (recognize, decompose, calibrate, approximate), then
     /// with `-o FILE.plan` (or `--emit plan|plan-json|asm`) the slot-level lowering to a plan and
     /// its weights file.
-    Compile(CompileArgs),
+    Compile(Box<CompileArgs>),
     /// Print a plan's report: per layer and in total the operation counts, rotations and key
     /// switches, multiplicative depth, level profile, every bootstrap, the key set, weight bytes,
     /// peak ciphertext memory and the estimated latency (docs/report.md).
@@ -337,7 +337,7 @@ fn run(cli: Cli) -> Result<()> {
             precision,
             import,
         } => eval(&model, &inputs, &out, expect, precision, &import),
-        Command::Compile(args) => compile(args),
+        Command::Compile(args) => compile(*args),
         Command::Report {
             plan,
             json,
