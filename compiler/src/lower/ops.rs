@@ -7,7 +7,7 @@ use super::kernels::matvec::{self, Matrix};
 use super::kernels::{polynomial, reduce::reduce};
 use super::lowering::{KernelRecord, LowerError, Lowering, WeightSource};
 use super::movement::{Broadcast, element_map, is_movement};
-use super::select::{decode_product, general_product, rows_interleaved};
+use super::select::{decode_product, general_product, pack_shifted, rows_interleaved};
 use super::value::Value;
 use cachemir_ir::layout::{EMPTY, Layout, runs_of};
 use cachemir_ir::plan::{Plaintext, Register, TensorRef};
@@ -608,19 +608,18 @@ impl Lowering<'_> {
             counts: self.b.counts - before,
         });
         // Decode scores against a long cache are spread over as many ciphertexts as the cache
-        // (one slot in `k`): softmax would multiply and bootstrap every one of them. Packed
-        // row-major they fit in a few; the softmax·V product spreads them back, which costs
-        // about one masked rotation per occupied run — worth it from
-        // [`PACK_SCORES_FROM`] ciphertexts on (Llama-3-8B at 1023 cached tokens: 128 → 1, 19
-        // bootstrapped ciphertexts per layer instead of 398).
+        // (one slot in `k`): softmax would multiply and bootstrap every one of them. Packed by
+        // whole-ciphertext shifts ([`pack_shifted`]) they fit in a few; the softmax·V product
+        // spreads them back with one masked rotation per cache ciphertext and the replication —
+        // worth it from [`PACK_SCORES_FROM`] ciphertexts on.
         let mut summed = summed;
-        let packed = Layout::row_major(&out_shape, slots);
-        if token_inner == Some(false)
-            && m == 1
-            && summed.registers.len() >= PACK_SCORES_FROM
-            && packed.ciphertexts() < summed.registers.len()
-        {
-            summed = Value::Cipher(summed).gather_into(&mut self.b, &packed, None);
+        if token_inner == Some(false) && m == 1 && summed.registers.len() >= PACK_SCORES_FROM {
+            let packed = pack_shifted(&summed.layout);
+            // Packed into one ciphertext the softmax sums are cyclic rotations; across several
+            // the broadcast of the sums back is a general conversion, not worth it yet.
+            if packed.ciphertexts() == 1 {
+                summed = Value::Cipher(summed).gather_into(&mut self.b, &packed, None);
+            }
         }
         self.set(node, 0, Value::Cipher(summed));
         Ok(())
