@@ -186,6 +186,10 @@ struct CompileArgs {
     /// documented CPU model.
     #[arg(long, value_name = "FILE")]
     cost_model: Option<PathBuf>,
+    /// Memory budget of the rotation keys in GB: steps beyond it are composed from the powers of
+    /// two and the most useful direct keys.
+    #[arg(long, value_name = "GB", default_value_t = 16.0)]
+    key_budget: f64,
     #[command(flatten)]
     import: ImportArgs,
 }
@@ -730,6 +734,7 @@ fn level_plan(
     if let Some(path) = &args.cost_model {
         options.cost = cachemir_ir::plan::CostModel::from_file(path).map_err(input_error)?;
     }
+    options.key_budget_bytes = Some((args.key_budget * 1e9) as u64);
     options.strategy = match args.placement {
         PlacementArg::KvAware => Strategy::Optimal(StatePolicy::Optimised),
         PlacementArg::Greedy => Strategy::Greedy,
@@ -747,7 +752,8 @@ fn leveling_summary(l: &cachemir_compiler::levels::Leveled) -> String {
         .expect("leveled plans have parameters");
     format!(
         "levels: {} (N = 2^{}, top level {}, bootstraps to {}), {} bootstrapped ciphertexts at \
-         {} sites, estimated {:.1} s per run (placement {})",
+         {} sites, estimated {:.1} s per run (placement {}); {} rotation keys ({:.1} GB), {} \
+         rotations ({} before composing)",
         p.name,
         p.log_n,
         p.max_level,
@@ -759,7 +765,11 @@ fn leveling_summary(l: &cachemir_compiler::levels::Leveled) -> String {
             "exact"
         } else {
             "state-capped"
-        }
+        },
+        l.keys.keys.len(),
+        l.keys.bytes as f64 / 1e9,
+        l.keys.rotations_after,
+        l.keys.rotations_before
     )
 }
 

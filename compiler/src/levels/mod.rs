@@ -4,9 +4,11 @@
 //!
 //! Steps: the [`sites`] graph with levels consumed per edge (max-plus composition of the
 //! instruction-level rules in [`rules`]), the [`placement`] (dynamic program over levels of live
-//! values, KV-cache storage levels as decisions), then [`emit`].
+//! values, KV-cache storage levels as decisions), then [`emit`], then the rotation-key set under
+//! a memory budget ([`keys`]).
 
 pub mod emit;
+pub mod keys;
 pub mod params;
 pub mod placement;
 pub mod rules;
@@ -37,7 +39,13 @@ pub struct LevelOptions {
     pub strategy: Strategy,
     /// Most states the placement keeps per site (exact below it).
     pub max_states: usize,
+    /// Bytes the rotation keys may take ([`keys::minimise_keys`]); `None`: a key per step.
+    pub key_budget_bytes: Option<u64>,
 }
+
+/// The default rotation-key budget: 16 GB (about a hundred N = 2^16 keys at the levels they are
+/// used at).
+pub const DEFAULT_KEY_BUDGET_BYTES: u64 = 16_000_000_000;
 
 impl LevelOptions {
     pub fn new(parameters: Parameters) -> Self {
@@ -46,6 +54,7 @@ impl LevelOptions {
             cost: CostModel::default_cpu(),
             strategy: Strategy::Optimal(StatePolicy::Optimised),
             max_states: 4096,
+            key_budget_bytes: Some(DEFAULT_KEY_BUDGET_BYTES),
         }
     }
 }
@@ -57,6 +66,8 @@ pub struct Leveled {
     pub placement: Placement,
     /// Bootstrapped ciphertexts (a site's bootstrap counts each of its output ciphertexts).
     pub bootstrapped_ciphertexts: usize,
+    /// The rotation-key set.
+    pub keys: keys::KeyChoice,
 }
 
 /// Level pass errors.
@@ -138,6 +149,8 @@ pub fn assign_levels(
     }
     let bounds: Vec<Option<f64>> = scaling.iter().map(|b| b.filter(|&b| b > 1.0)).collect();
     let leveled = emit::emit(plan, &nodes, &placement, p, &bounds)?;
+    let (leveled, keys) =
+        keys::minimise_keys(&leveled, options.key_budget_bytes.unwrap_or(u64::MAX));
     cachemir_ir::plan::levels::trace(&leveled)?;
     let bootstrapped_ciphertexts = nodes
         .iter()
@@ -149,6 +162,7 @@ pub fn assign_levels(
         plan: leveled,
         placement,
         bootstrapped_ciphertexts,
+        keys,
     })
 }
 

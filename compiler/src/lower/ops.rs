@@ -614,10 +614,15 @@ impl Lowering<'_> {
         // worth it from [`PACK_SCORES_FROM`] ciphertexts on.
         let mut summed = summed;
         if token_inner == Some(false) && m == 1 && summed.registers.len() >= PACK_SCORES_FROM {
-            let packed = pack_shifted(&summed.layout);
-            // Packed into one ciphertext the softmax sums are cyclic rotations; across several
-            // the broadcast of the sums back is a general conversion, not worth it yet.
-            if packed.ciphertexts() == 1 {
+            // Into one ciphertext only: there the softmax sums are rotations within it; across
+            // several, broadcasting the sums back is a general conversion, not worth it yet.
+            // Whole-ciphertext shifts first (cheapest to spread back), else row-major.
+            let packed = Some(pack_shifted(&summed.layout))
+                .filter(|p| p.ciphertexts() == 1)
+                .or_else(|| {
+                    Some(Layout::row_major(&out_shape, slots)).filter(|p| p.ciphertexts() == 1)
+                });
+            if let Some(packed) = packed {
                 summed = Value::Cipher(summed).gather_into(&mut self.b, &packed, None);
             }
         }
