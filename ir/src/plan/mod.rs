@@ -387,16 +387,7 @@ mod tests {
     }
 
     fn leveled(mut plan: Plan) -> Plan {
-        plan.parameters = Some(Parameters {
-            name: "ToyBootN12".into(),
-            log_n: 12,
-            log_scale: 45,
-            max_level: 19,
-            bootstrap_level: Some(3),
-            special_primes: 5,
-            dnum: 4,
-            toy: true,
-        });
+        plan.parameters = parameters::by_name("ToyBootN12");
         plan.inputs[0].level = Some(3);
         plan.outputs[0].level = Some(2);
         plan

@@ -17,16 +17,7 @@ use std::collections::{BTreeMap, HashMap};
 const SLOTS: usize = 8;
 
 fn parameters() -> Parameters {
-    Parameters {
-        name: "ToyBootN12".into(),
-        log_n: 12,
-        log_scale: 45,
-        max_level: 19,
-        bootstrap_level: Some(3),
-        special_primes: 5,
-        dnum: 4,
-        toy: true,
-    }
+    cachemir_ir::plan::parameters::by_name("ToyBootN12").expect("a named set")
 }
 
 /// A leveled plan over 8 slots: input `x` at `input_level`, one output `y{o}` per entry of
