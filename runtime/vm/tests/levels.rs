@@ -2,19 +2,15 @@
 //! (`cachemir_ir::plan::levels`), plans that break the level rules fail before any work with an
 //! error naming the instruction and its site, and bootstrap inputs outside [−1, 1] are errors.
 
-use cachemir_ir::layout::{Layout, Run};
+mod common;
+
 use cachemir_ir::plan::levels::{self, LevelError, LevelRule, LevelState};
 use cachemir_ir::plan::{
-    Ciphertexts, Dst, Instruction, Io, Level, PLAN_FORMAT_VERSION, Parameters, Part, Plain,
-    Plaintext, Plan, Site, Slots, Src, Step, TensorRef,
+    Dst, Instruction, Level, Parameters, Plain, Plan, Slots, Src, Step, TensorRef,
 };
-use cachemir_vm::{
-    Backend, BackendError, CiphertextInfo, Client, PlainSlots, SimBackend, SimCiphertext, Vm,
-    VmError, sim,
-};
-use std::collections::{BTreeMap, HashMap};
-
-const SLOTS: usize = 8;
+use cachemir_vm::{Backend, BackendError, Client, PlainSlots, SimBackend, Vm, VmError, sim};
+use common::{Alteration, Altered, SLOTS, load, store, w_plain};
+use std::collections::HashMap;
 
 fn parameters() -> Parameters {
     cachemir_ir::plan::parameters::by_name("ToyBootN12").expect("a named set")
@@ -24,73 +20,15 @@ fn parameters() -> Parameters {
 /// `output_levels`, the weight `w` (`[8]`) as plaintext 0, and one site per instruction
 /// (`site{k}`, source `test`); registers and rotations are derived.
 fn leveled_plan(input_level: u32, output_levels: &[u32], instructions: Vec<Instruction>) -> Plan {
-    let layout = Layout::row_major(&[SLOTS], SLOTS);
-    let registers = instructions
-        .iter()
-        .flat_map(|i| {
-            let (r, w) = i.registers();
-            r.into_iter().chain(w)
-        })
-        .max()
-        .map_or(0, |r| r + 1);
-    let mut rotations: Vec<i32> = instructions
-        .iter()
-        .filter_map(|i| match i {
-            Instruction::Rotate { step, .. } => Some(step.0.rem_euclid(SLOTS as i32)),
-            _ => None,
-        })
-        .collect();
-    rotations.sort_unstable();
-    rotations.dedup();
-    Plan {
-        version: PLAN_FORMAT_VERSION,
-        name: "leveled".into(),
-        slots: SLOTS,
-        parameters: Some(parameters()),
-        weights: "leveled.safetensors".into(),
-        weight_shapes: BTreeMap::from([("w".into(), vec![SLOTS])]),
-        client_program: String::new(),
-        public_program: String::new(),
-        public_inputs: vec![],
-        inputs: vec![Ciphertexts {
-            name: "x".into(),
-            layout: layout.clone(),
-            level: Some(input_level),
-        }],
-        outputs: output_levels
-            .iter()
-            .enumerate()
-            .map(|(o, &level)| Ciphertexts {
-                name: format!("y{o}"),
-                layout: layout.clone(),
-                level: Some(level),
-            })
-            .collect(),
-        states: vec![],
-        plaintexts: vec![Plaintext::Gather {
-            tensor: TensorRef::Weight("w".into()),
-            runs: vec![Run {
-                ciphertext: 0,
-                slot: 0,
-                count: SLOTS as u32,
-                element: 0,
-                step: 1,
-            }],
-            scale: 1.0,
-        }],
-        rotations,
-        registers,
-        sites: (0..instructions.len())
-            .map(|k| Site {
-                name: format!("site{k}"),
-                source: "test".into(),
-                layer: None,
-            })
-            .collect(),
-        instruction_sites: (0..instructions.len() as u32).collect(),
+    let output_levels: Vec<Option<u32>> = output_levels.iter().copied().map(Some).collect();
+    common::plan(
+        "leveled",
+        Some(parameters()),
+        Some(input_level),
+        &output_levels,
+        vec![w_plain()],
         instructions,
-        checks: vec![],
-    }
+    )
 }
 
 /// w = [1.0, 0.9, …, 0.3].
@@ -99,28 +37,12 @@ fn w() -> Vec<f64> {
 }
 
 fn tensors() -> HashMap<TensorRef, Vec<f64>> {
-    HashMap::from([(TensorRef::Weight("w".into()), w())])
+    common::weights(w())
 }
 
 /// x = [0.1, 0.2, …, 0.8]: x · w stays in [−1, 1].
 fn x() -> Vec<f64> {
     (0..SLOTS).map(|s| (s + 1) as f64 / 10.0).collect()
-}
-
-fn load(dst: u32) -> Instruction {
-    Instruction::Load {
-        dst: Dst(dst),
-        input: Io(0),
-        part: Part(0),
-    }
-}
-
-fn store(src: u32, output: u32) -> Instruction {
-    Instruction::Store {
-        src: Src(src),
-        output: Io(output),
-        part: Part(0),
-    }
 }
 
 fn mul_w(dst: u32, a: u32) -> Instruction {
@@ -483,87 +405,17 @@ fn an_input_at_another_level_than_declared_is_rejected() {
     );
 }
 
-/// `sim` with a broken `rescale` that keeps the level: the VM notices that the backend's level
-/// is not the trace's.
-#[derive(Debug)]
-struct Stuck(SimBackend);
-
-impl Backend for Stuck {
-    type Ciphertext = SimCiphertext;
-    fn name(&self) -> &'static str {
-        "stuck"
-    }
-    fn slots(&self) -> usize {
-        self.0.slots()
-    }
-    fn add(&self, a: &SimCiphertext, b: &SimCiphertext) -> Result<SimCiphertext, BackendError> {
-        self.0.add(a, b)
-    }
-    fn sub(&self, a: &SimCiphertext, b: &SimCiphertext) -> Result<SimCiphertext, BackendError> {
-        self.0.sub(a, b)
-    }
-    fn mul(&self, a: &SimCiphertext, b: &SimCiphertext) -> Result<SimCiphertext, BackendError> {
-        self.0.mul(a, b)
-    }
-    fn add_plain(
-        &self,
-        a: &SimCiphertext,
-        p: PlainSlots<'_>,
-    ) -> Result<SimCiphertext, BackendError> {
-        self.0.add_plain(a, p)
-    }
-    fn sub_plain(
-        &self,
-        a: &SimCiphertext,
-        p: PlainSlots<'_>,
-    ) -> Result<SimCiphertext, BackendError> {
-        self.0.sub_plain(a, p)
-    }
-    fn mul_plain(
-        &self,
-        a: &SimCiphertext,
-        p: PlainSlots<'_>,
-    ) -> Result<SimCiphertext, BackendError> {
-        self.0.mul_plain(a, p)
-    }
-    fn add_scalar(&self, a: &SimCiphertext, c: f64) -> Result<SimCiphertext, BackendError> {
-        self.0.add_scalar(a, c)
-    }
-    fn mul_scalar(&self, a: &SimCiphertext, c: f64) -> Result<SimCiphertext, BackendError> {
-        self.0.mul_scalar(a, c)
-    }
-    fn negate(&self, a: &SimCiphertext) -> Result<SimCiphertext, BackendError> {
-        self.0.negate(a)
-    }
-    fn rotate(&self, a: &SimCiphertext, step: i32) -> Result<SimCiphertext, BackendError> {
-        self.0.rotate(a, step)
-    }
-    fn rescale(&self, a: &SimCiphertext) -> Result<SimCiphertext, BackendError> {
-        let mut out = self.0.rescale(a)?;
-        out.level = a.level;
-        Ok(out)
-    }
-    fn level_down(&self, a: &SimCiphertext, level: u32) -> Result<SimCiphertext, BackendError> {
-        self.0.level_down(a, level)
-    }
-    fn bootstrap(
-        &self,
-        a: &SimCiphertext,
-        slots: u32,
-        level: u32,
-    ) -> Result<SimCiphertext, BackendError> {
-        self.0.bootstrap(a, slots, level)
-    }
-    fn info(&self, a: &SimCiphertext) -> CiphertextInfo {
-        self.0.info(a)
-    }
-}
-
 #[test]
 fn a_backend_level_that_differs_from_the_trace_is_an_error() {
     let plan = pipeline(8);
-    let backend = Stuck(SimBackend::for_plan(&plan));
-    let input = backend.0.encrypt_at(&x(), Some(5)).unwrap();
+    // `sim` with a broken `rescale` that keeps the level: the VM notices that the backend's level
+    // is not the trace's.
+    let backend = Altered {
+        sim: SimBackend::for_plan(&plan),
+        name: "stuck",
+        alteration: Alteration::RescaleKeepsLevel,
+    };
+    let input = backend.sim.encrypt_at(&x(), Some(5)).unwrap();
     let weights = tensors();
     let err = Vm::new(&plan, &weights)
         .unwrap()

@@ -1,125 +1,37 @@
 //! The VM on hand-built tiny plans: every opcode on `sim`, depth and scale bookkeeping, register
 //! freeing, the plaintext cache, range checks, and errors that name the instruction and its site.
 
-use cachemir_ir::layout::{Layout, Run};
+mod common;
+
+use cachemir_ir::layout::Run;
 use cachemir_ir::plan::{
-    Ciphertexts, Dst, Dsts, Instruction, Io, Level, PLAN_FORMAT_VERSION, Part, Plain, Plaintext,
-    Plan, RangeCheck, Scalar, Site, Slots, Src, Step, Steps, TensorRef,
+    Dst, Dsts, Instruction, Level, Plain, Plaintext, Plan, RangeCheck, Scalar, Slots, Src, Step,
+    Steps, TensorRef,
 };
-use cachemir_vm::{
-    Backend, BackendError, CiphertextInfo, PlainSlots, SimBackend, SimCiphertext, Vm, VmError,
-    VmOptions, sim,
-};
-use std::collections::{BTreeMap, HashMap};
-
-const SLOTS: usize = 8;
-
-fn run(slot: u32, count: u32) -> Run {
-    Run {
-        ciphertext: 0,
-        slot,
-        count,
-        element: 0,
-        step: 1,
-    }
-}
+use cachemir_vm::{SimBackend, Vm, VmError, VmOptions, sim};
+use common::{Alteration, Altered, SLOTS, load, run, store, w_plain};
+use std::collections::HashMap;
 
 /// A plan over 8 slots with one input `x` and `outputs` outputs (all row-major `[8]`), the weight
 /// `w` of shape `[8]`, and the given plaintexts and instructions (one site per instruction:
 /// `site{k}`); registers and rotations are derived.
 fn tiny_plan(outputs: usize, plaintexts: Vec<Plaintext>, instructions: Vec<Instruction>) -> Plan {
-    let layout = Layout::row_major(&[SLOTS], SLOTS);
-    let registers = instructions
-        .iter()
-        .flat_map(|i| {
-            let (r, w) = i.registers();
-            r.into_iter().chain(w)
-        })
-        .max()
-        .map_or(0, |r| r + 1);
-    let mut rotations: Vec<i32> = instructions
-        .iter()
-        .flat_map(|i| match i {
-            Instruction::Rotate { step, .. } => vec![step.0],
-            Instruction::RotateHoisted { steps, .. } => steps.0.clone(),
-            _ => vec![],
-        })
-        .map(|s| s.rem_euclid(SLOTS as i32))
-        .collect();
-    rotations.sort_unstable();
-    rotations.dedup();
-    Plan {
-        version: PLAN_FORMAT_VERSION,
-        name: "tiny".into(),
-        slots: SLOTS,
-        parameters: None,
-        weights: "tiny.safetensors".into(),
-        weight_shapes: BTreeMap::from([("w".into(), vec![SLOTS])]),
-        client_program: String::new(),
-        public_program: String::new(),
-        public_inputs: vec![],
-        inputs: vec![Ciphertexts {
-            name: "x".into(),
-            layout: layout.clone(),
-            level: None,
-        }],
-        outputs: (0..outputs)
-            .map(|o| Ciphertexts {
-                name: format!("y{o}"),
-                layout: layout.clone(),
-                level: None,
-            })
-            .collect(),
-        states: vec![],
+    common::plan(
+        "tiny",
+        None,
+        None,
+        &vec![None; outputs],
         plaintexts,
-        rotations,
-        registers,
-        sites: (0..instructions.len())
-            .map(|k| Site {
-                name: format!("site{k}"),
-                source: "test".into(),
-                layer: None,
-            })
-            .collect(),
-        instruction_sites: (0..instructions.len() as u32).collect(),
         instructions,
-        checks: vec![],
-    }
-}
-
-fn w_plain() -> Plaintext {
-    Plaintext::Gather {
-        tensor: TensorRef::Weight("w".into()),
-        runs: vec![run(0, SLOTS as u32)],
-        scale: 1.0,
-    }
+    )
 }
 
 fn tensors() -> HashMap<TensorRef, Vec<f64>> {
-    HashMap::from([(
-        TensorRef::Weight("w".into()),
-        (0..SLOTS).map(|i| 10.0 + i as f64).collect(),
-    )])
+    common::weights((0..SLOTS).map(|i| 10.0 + i as f64).collect())
 }
 
 fn x() -> Vec<f64> {
     (0..SLOTS).map(|i| i as f64 + 1.0).collect()
-}
-
-fn load(dst: u32) -> Instruction {
-    Instruction::Load {
-        dst: Dst(dst),
-        input: Io(0),
-        part: Part(0),
-    }
-}
-
-fn store(src: u32, output: u32) -> Instruction {
-    Instruction::Store {
-        src: Src(src),
-        output: Io(output),
-        part: Part(0),
-    }
 }
 
 #[test]
@@ -545,78 +457,6 @@ fn inputs_and_outputs_that_do_not_fit_are_errors() {
     );
 }
 
-/// A backend that cannot read its values (like CKKS without the secret key) and refuses
-/// bootstrapping: the VM skips range checks and reports backend errors with their instruction.
-#[derive(Debug)]
-struct Opaque(SimBackend);
-
-impl Backend for Opaque {
-    type Ciphertext = SimCiphertext;
-    fn name(&self) -> &'static str {
-        "opaque"
-    }
-    fn slots(&self) -> usize {
-        self.0.slots()
-    }
-    fn add(&self, a: &SimCiphertext, b: &SimCiphertext) -> Result<SimCiphertext, BackendError> {
-        self.0.add(a, b)
-    }
-    fn sub(&self, a: &SimCiphertext, b: &SimCiphertext) -> Result<SimCiphertext, BackendError> {
-        self.0.sub(a, b)
-    }
-    fn mul(&self, a: &SimCiphertext, b: &SimCiphertext) -> Result<SimCiphertext, BackendError> {
-        self.0.mul(a, b)
-    }
-    fn add_plain(
-        &self,
-        a: &SimCiphertext,
-        p: PlainSlots<'_>,
-    ) -> Result<SimCiphertext, BackendError> {
-        self.0.add_plain(a, p)
-    }
-    fn sub_plain(
-        &self,
-        a: &SimCiphertext,
-        p: PlainSlots<'_>,
-    ) -> Result<SimCiphertext, BackendError> {
-        self.0.sub_plain(a, p)
-    }
-    fn mul_plain(
-        &self,
-        a: &SimCiphertext,
-        p: PlainSlots<'_>,
-    ) -> Result<SimCiphertext, BackendError> {
-        self.0.mul_plain(a, p)
-    }
-    fn add_scalar(&self, a: &SimCiphertext, c: f64) -> Result<SimCiphertext, BackendError> {
-        self.0.add_scalar(a, c)
-    }
-    fn mul_scalar(&self, a: &SimCiphertext, c: f64) -> Result<SimCiphertext, BackendError> {
-        self.0.mul_scalar(a, c)
-    }
-    fn negate(&self, a: &SimCiphertext) -> Result<SimCiphertext, BackendError> {
-        self.0.negate(a)
-    }
-    fn rotate(&self, a: &SimCiphertext, step: i32) -> Result<SimCiphertext, BackendError> {
-        self.0.rotate(a, step)
-    }
-    fn rescale(&self, a: &SimCiphertext) -> Result<SimCiphertext, BackendError> {
-        self.0.rescale(a)
-    }
-    fn level_down(&self, a: &SimCiphertext, level: u32) -> Result<SimCiphertext, BackendError> {
-        self.0.level_down(a, level)
-    }
-    fn bootstrap(&self, _: &SimCiphertext, _: u32, _: u32) -> Result<SimCiphertext, BackendError> {
-        Err(BackendError::Unsupported {
-            backend: "opaque",
-            what: "bootstrapping".into(),
-        })
-    }
-    fn info(&self, a: &SimCiphertext) -> CiphertextInfo {
-        self.0.info(a)
-    }
-}
-
 #[test]
 fn any_backend_runs_plans() {
     use Instruction::*;
@@ -643,8 +483,14 @@ fn any_backend_runs_plans() {
         high: 0.0,
         occupied: vec![run(0, 8)],
     }];
-    let backend = Opaque(SimBackend::new(SLOTS));
-    let input = cachemir_vm::Client::encrypt(&backend.0, &x()).unwrap();
+    // A backend that cannot read its values (like CKKS without the secret key) and refuses
+    // bootstrapping: the VM skips range checks and reports backend errors with their instruction.
+    let backend = Altered {
+        sim: SimBackend::new(SLOTS),
+        name: "opaque",
+        alteration: Alteration::NoBootstrap,
+    };
+    let input = cachemir_vm::Client::encrypt(&backend.sim, &x()).unwrap();
     let weights = tensors();
     let vm = Vm::new(&plan, &weights).unwrap();
     let execution = vm.run(&backend, vec![vec![input]]).unwrap();
@@ -669,7 +515,7 @@ fn any_backend_runs_plans() {
             store(1, 0),
         ],
     );
-    let input = cachemir_vm::Client::encrypt(&backend.0, &x()).unwrap();
+    let input = cachemir_vm::Client::encrypt(&backend.sim, &x()).unwrap();
     let err = Vm::new(&boot, &weights)
         .unwrap()
         .run(&backend, vec![vec![input]])
