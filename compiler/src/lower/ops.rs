@@ -7,7 +7,7 @@ use super::kernels::matvec::{self, Matrix};
 use super::kernels::{polynomial, reduce::reduce};
 use super::lowering::{KernelRecord, LowerError, Lowering, WeightSource};
 use super::movement::{Broadcast, element_map, is_movement};
-use super::select::{decode_product, general_product, pack_shifted, rows_interleaved};
+use super::select::{decode_product, general_product, rows_interleaved};
 use super::value::Value;
 use cachemir_ir::layout::{EMPTY, Layout, runs_of};
 use cachemir_ir::plan::{Plaintext, Register, TensorRef};
@@ -608,21 +608,16 @@ impl Lowering<'_> {
             counts: self.b.counts - before,
         });
         // Decode scores against a long cache are spread over as many ciphertexts as the cache
-        // (one slot in `k`): softmax would multiply and bootstrap every one of them. Packed by
-        // whole-ciphertext shifts ([`pack_shifted`]) they fit in a few; the softmax·V product
-        // spreads them back with one masked rotation per cache ciphertext and the replication —
-        // worth it from [`PACK_SCORES_FROM`] ciphertexts on.
+        // (one slot in `k`): softmax would multiply and bootstrap every one of them. Packed
+        // they fit in one; the softmax·V product spreads them back — worth it from
+        // [`PACK_SCORES_FROM`] ciphertexts on.
         let mut summed = summed;
         if token_inner == Some(false) && m == 1 && summed.registers.len() >= PACK_SCORES_FROM {
-            // Into one ciphertext only: there the softmax sums are rotations within it; across
-            // several, broadcasting the sums back is a general conversion, not worth it yet.
-            // Whole-ciphertext shifts first (cheapest to spread back), else row-major.
-            let packed = Some(pack_shifted(&summed.layout))
-                .filter(|p| p.ciphertexts() == 1)
-                .or_else(|| {
-                    Some(Layout::row_major(&out_shape, slots)).filter(|p| p.ciphertexts() == 1)
-                });
-            if let Some(packed) = packed {
+            // Row-major into one ciphertext only: there the softmax sums and their broadcast
+            // are rotations within it; across several (or in an irregular packing) the
+            // broadcast back is a general conversion, not worth it yet.
+            let packed = Layout::row_major(&out_shape, slots);
+            if packed.ciphertexts() == 1 {
                 summed = Value::Cipher(summed).gather_into(&mut self.b, &packed, None);
             }
         }

@@ -132,47 +132,6 @@ pub fn decode_product(
     Layout::from_map(&[1, heads, 1, outer, inner], slots, map)
 }
 
-/// `layout`'s elements (the first replica of each) packed into as few ciphertexts as possible by
-/// shifting each source ciphertext's slots as a whole: packed ciphertext `k` is a sum of masked
-/// source ciphertexts each rotated by one step, so packing costs one rotation and one mask per
-/// source ciphertext, and spreading back (the inverse rotation, then the replication by
-/// doubling) stays as cheap. Used for decode-attention scores, spread over as many ciphertexts
-/// as the cache; the shifts are found first-fit (the scores of Cachemir's layout tile one
-/// ciphertext exactly when they fill it).
-pub fn pack_shifted(layout: &Layout) -> Layout {
-    let slots = layout.slots;
-    let mut seen = vec![false; layout.elements()];
-    let mut packed: Vec<Vec<u32>> = Vec::new();
-    for map in &layout.map {
-        let cells: Vec<(usize, u32)> = map
-            .iter()
-            .enumerate()
-            .filter(|&(_, &e)| e != EMPTY && !std::mem::replace(&mut seen[e as usize], true))
-            .map(|(s, &e)| (s, e))
-            .collect();
-        if cells.is_empty() {
-            continue;
-        }
-        let fits = |target: &[u32], shift: usize| {
-            cells
-                .iter()
-                .all(|&(s, _)| target[(s + shift) % slots] == EMPTY)
-        };
-        let place = packed
-            .iter()
-            .enumerate()
-            .find_map(|(k, target)| (0..slots).find(|&d| fits(target, d)).map(|d| (k, d)));
-        let (k, shift) = place.unwrap_or_else(|| {
-            packed.push(vec![EMPTY; slots]);
-            (packed.len() - 1, 0)
-        });
-        for &(s, e) in &cells {
-            packed[k][(s + shift) % slots] = e;
-        }
-    }
-    Layout::from_map(&layout.shape, slots, packed)
-}
-
 /// Row-major product layout for general ciphertext–ciphertext products `[batch, m, n, k]` with the
 /// summed axis `k` padded to a power of two, so the sum is a rotate-and-sum of stride 1.
 pub fn general_product(shape: &[usize], slots: usize) -> Layout {
