@@ -4,7 +4,9 @@
 //! `cachemir_cli::run`, the code the `cachemir` binary runs; its own tests cover the binary's
 //! arguments and exit codes), and the `.npy` files it writes are compared with onnxruntime's
 //! outputs. Also: the plan file round-trips, `--emit plan-json` and `--emit asm` describe the same
-//! plan, the summary of tiny Llama is snapshotted, and bad usage exits 2.
+//! plan, the summary of tiny Llama is snapshotted, and bad usage exits 2. With `--params
+//! N16BootFull` the plan is leveled: `cachemir run` executes it with levels enforced and
+//! `cachemirc report --json` describes its parameters, levels and bootstraps.
 
 use cachemir_cli::run::{BackendArg, RunArgs, run};
 use cachemir_compiler::reference::{Case, compare, models_dir, output_file_name};
@@ -35,25 +37,31 @@ fn embedding_output(model: &str) -> &'static str {
     }
 }
 
-/// `cachemirc compile` of a shared model with its calibration set and case0 as the sample,
-/// writing to `output`; returns stdout after asserting success.
-fn compile(dir: &Path, model: &str, output: &Path, extra: &[&str]) -> String {
-    let onnx = dir.join(format!("{model}.onnx"));
-    let calibration = dir.join(model).join("calib.json");
-    let sample = dir.join(model).join("case0.json");
-    let mut args = vec![
-        "compile",
-        onnx.to_str().unwrap(),
-        "--calibration",
-        calibration.to_str().unwrap(),
-        "--sample",
-        sample.to_str().unwrap(),
-        "--encrypt-from",
-        embedding_output(model),
-        "-o",
-        output.to_str().unwrap(),
+/// The arguments of `cachemirc compile` for a shared model with its calibration set and case0
+/// as the sample, writing to `output`, then `extra`.
+fn compile_args(dir: &Path, model: &str, output: &Path, extra: &[&str]) -> Vec<String> {
+    let path = |p: PathBuf| p.to_str().unwrap().to_string();
+    let mut args: Vec<String> = vec![
+        "compile".into(),
+        path(dir.join(format!("{model}.onnx"))),
+        "--calibration".into(),
+        path(dir.join(model).join("calib.json")),
+        "--sample".into(),
+        path(dir.join(model).join("case0.json")),
+        "--encrypt-from".into(),
+        embedding_output(model).into(),
+        "-o".into(),
+        path(output.to_path_buf()),
     ];
-    args.extend_from_slice(extra);
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args
+}
+
+/// `cachemirc compile` of a shared model (see [`compile_args`]); returns stdout after asserting
+/// success.
+fn compile(dir: &Path, model: &str, output: &Path, extra: &[&str]) -> String {
+    let args = compile_args(dir, model, output, extra);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let start = Instant::now();
     let out = cachemirc(&args);
     let stdout = text(&out.stdout);
@@ -308,4 +316,128 @@ fn a_lowering_error_names_the_node_and_exits_2() {
         "{stderr}"
     );
     assert!(!plan.exists());
+}
+
+/// `cachemirc compile … --params N16BootFull`: a leveled plan (128-bit, N = 2^16) that
+/// `cachemir run --backend sim` executes with levels enforced (the VM traces the levels before
+/// any work and checks every bootstrap input), the next token unchanged; `cachemirc report
+/// --json` sees the parameters, the levels and the bootstraps.
+#[test]
+fn tiny_llama_compiles_leveled_and_runs_on_sim() {
+    let Some(dir) = models_dir() else { return };
+    let model = "tiny_llama_decode_step_p15_ts17";
+    let scratch = scratch();
+    let plan_path = scratch.path().join("llama.plan");
+    let stdout = compile(&dir, model, &plan_path, &["--params", "N16BootFull"]);
+    let levels_line = stdout
+        .lines()
+        .find(|l| l.starts_with("levels: "))
+        .unwrap_or_else(|| panic!("no levels line:\n{stdout}"));
+    eprintln!("{model}: {levels_line}");
+    assert!(levels_line.contains("N16BootFull"), "{levels_line}");
+
+    let plan = Plan::from_bytes(&std::fs::read(&plan_path).unwrap()).unwrap();
+    let parameters = plan
+        .parameters
+        .as_ref()
+        .expect("a leveled plan has parameters");
+    assert_eq!(parameters.name, "N16BootFull");
+    assert_eq!(parameters.log_n, 16);
+    assert!(!parameters.toy);
+    assert!(scratch.path().join(&plan.weights).is_file());
+
+    let case_path = dir.join(model).join("case0.json");
+    let out = scratch.path().join("case0");
+    let start = Instant::now();
+    run(&RunArgs {
+        plan: plan_path.clone(),
+        backend: BackendArg::Sim,
+        inputs: case_path.clone(),
+        out: out.clone(),
+    })
+    .unwrap_or_else(|e| panic!("{model} case0 leveled: cachemir run: {e:#}"));
+    eprintln!(
+        "{model} case0 leveled: cachemir run in {:.2?}",
+        start.elapsed()
+    );
+    let case = Case::load(&case_path).unwrap();
+    let (name, path) = case.expected.iter().find(|(n, _)| n == "logits").unwrap();
+    let expected = read_npy(path).unwrap();
+    let got = read_npy(&out.join(output_file_name(name))).unwrap();
+    let c = compare(name, &got, &expected, None).unwrap();
+    eprintln!(
+        "{model} case0 leveled: logits max abs error {:.3e}, argmax {:?}",
+        c.max_abs_error, c.same_argmax
+    );
+    assert_eq!(c.same_argmax.0, c.same_argmax.1, "the next token changed");
+    assert!(c.max_abs_error <= 0.05, "{:.3e}", c.max_abs_error);
+
+    let out = cachemirc(&["report", plan_path.to_str().unwrap(), "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["parameters"]["name"], "N16BootFull");
+    assert_eq!(report["parameters"]["log_n"], 16);
+    assert_eq!(report["parameters"]["toy"], false);
+    assert!(report["latency"]["assumed_level"].is_null());
+    let total = &report["total"];
+    let boots = total["bootstraps"].as_u64().unwrap();
+    assert!(boots > 0, "{total}");
+    // One `boot` per bootstrapped ciphertext, as the compile summary counts them.
+    assert!(
+        levels_line.contains(&format!(" {boots} bootstrapped ciphertexts at ")),
+        "{levels_line}"
+    );
+    assert!(total["rescales"].as_u64().unwrap() > 0);
+    assert_eq!(report["bootstraps"].as_array().unwrap().len() as u64, boots);
+    for b in report["bootstraps"].as_array().unwrap() {
+        let (input, output) = (b["input_level"].as_u64(), b["output_level"].as_u64());
+        assert_eq!(output, parameters.bootstrap_level.map(u64::from), "{b}");
+        assert_eq!(
+            b["levels_restored"].as_u64(),
+            Some(output.unwrap() - input.unwrap()),
+            "{b}"
+        );
+    }
+    let profile = total["level_profile"].as_array().expect("a level profile");
+    assert!(!profile.is_empty());
+    assert!(
+        profile
+            .iter()
+            .all(|p| p["level"].as_u64().unwrap() <= u64::from(parameters.max_level))
+    );
+    let profiled: u64 = profile
+        .iter()
+        .map(|p| p["instructions"].as_u64().unwrap())
+        .sum();
+    assert_eq!(profiled, report["instructions"].as_u64().unwrap());
+    assert!(report["memory"]["peak_bytes"].is_u64());
+    assert!(report["keys"]["total_bytes"].is_u64());
+    assert!(report["decode"]["state_bytes"].is_u64());
+    eprintln!(
+        "{model} leveled report: {boots} bootstraps, {} rescales, estimated {:.1} s per token",
+        total["rescales"],
+        report["decode"]["latency_ms_per_token"].as_f64().unwrap() / 1e3
+    );
+}
+
+/// `--params` names a checked set; a toy (insecure) one needs `--insecure`.
+#[test]
+fn bad_params_exit_2() {
+    let Some(dir) = models_dir() else { return };
+    let model = "tiny_llama_decode_step_p15_ts17";
+    let scratch = scratch();
+    for (params, messages) in [
+        ("ToyBootN12", &["--insecure"][..]),
+        ("Nonsense", &["Nonsense", "N16BootFull", "ToyBootN12"][..]),
+    ] {
+        let plan = scratch.path().join(format!("{params}.plan"));
+        let args = compile_args(&dir, model, &plan, &["--params", params]);
+        let out = cachemirc(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "--params {params}: {stderr}");
+        for m in messages {
+            assert!(stderr.contains(m), "--params {params}: {stderr}");
+        }
+        assert!(!plan.exists(), "--params {params}: a plan was written");
+    }
 }

@@ -1,6 +1,6 @@
-//! The level pass on the shared decoders: N = 2^16 bootstrappable parameters, levels enforced,
+//! The level pass on the shared models: N = 2^16 bootstrappable parameters, levels enforced,
 //! same accuracy bounds as the unleveled plans, and the KV-aware placement against the greedy
-//! waterline and a placement that ignores the cache state.
+//! waterline and (decoders) a placement that ignores the cache state.
 
 use cachemir_compiler::levels::params::by_name;
 use cachemir_compiler::levels::{
@@ -9,7 +9,7 @@ use cachemir_compiler::levels::{
 use cachemir_compiler::reference::{Case, compare, models_dir};
 use cachemir_ir::Graph;
 use cachemir_ir::npy::read_npy;
-use cachemir_ir::plan::Plan;
+use cachemir_ir::plan::{Parameters, Plan};
 use cachemir_tests::{approximated, lower_model, run_sim};
 
 fn level(plan: &Plan, graph: &Graph, strategy: Strategy) -> Leveled {
@@ -82,4 +82,97 @@ fn check_decoder(model: &str) {
 #[test]
 fn tiny_llama_decode_step_leveled() {
     check_decoder("tiny_llama_decode_step_p15_ts17");
+}
+
+#[test]
+fn tiny_gpt2_decode_step_leveled() {
+    check_decoder("tiny_gpt2_decode_step_p15_ts17");
+}
+
+fn cosine(a: &[f64], r: &[f64]) -> f64 {
+    let dot: f64 = a.iter().zip(r).map(|(x, y)| x * y).sum();
+    dot / (a.iter().map(|x| x * x).sum::<f64>().sqrt()
+        * r.iter().map(|x| x * x).sum::<f64>().sqrt())
+}
+
+/// MiniLM (batch 1 × 16, case0, 8 calibration samples) leveled for `parameters`, run on `sim`
+/// with levels enforced: the sentence-embedding cosine bound of the unleveled plan (≥ 0.999). An
+/// encoder has no KV cache, so the placement that ignores the cache state is the KV-aware one;
+/// only the greedy waterline is compared.
+fn check_minilm(parameters: Parameters) {
+    let Some(dir) = models_dir() else { return };
+    let model = "minilm_l6_dyn_ts17";
+    let (_, graph, _) = approximated(&dir, model, 8);
+    let lowered = lower_model(&graph, model);
+    let name = parameters.name.clone();
+    let mut options = LevelOptions::new(parameters);
+    let bound = |site: &str| calibrated_bound(&graph, site);
+    let start = std::time::Instant::now();
+    let aware = assign_levels(&lowered.plan, &bound, &options)
+        .unwrap_or_else(|e| panic!("{model} at {name}: {e}"));
+    eprintln!(
+        "{model} at {name}: {} bootstrapped sites, {} bootstrapped ciphertexts, estimated {:.1} s, \
+         exact {}, {} instructions ({:.2?})",
+        aware.placement.bootstraps(),
+        aware.bootstrapped_ciphertexts,
+        aware.placement.cost_ms / 1e3,
+        aware.placement.exact,
+        aware.plan.instructions.len(),
+        start.elapsed()
+    );
+    let case = Case::load(&dir.join(model).join("case0.json")).unwrap();
+    let outputs = run_sim(&lowered, &aware.plan, &graph, &case);
+    let (_, path) = case
+        .expected
+        .iter()
+        .find(|(n, _)| n == "sentence_embedding")
+        .unwrap();
+    let r: Vec<f64> = read_npy(path).unwrap().to_f64().iter().copied().collect();
+    let c = cosine(&outputs["sentence_embedding"], &r);
+    eprintln!("{model} case0 leveled at {name}: sentence-embedding cosine {c:.6}");
+    assert!(c >= 0.999, "cosine {c}");
+    options.strategy = Strategy::Greedy;
+    let greedy = assign_levels(&lowered.plan, &bound, &options).unwrap();
+    eprintln!(
+        "{model} at {name}: estimated cost (default CPU model): optimal {:.1} s ({} bootstrapped \
+         sites, {} ciphertexts), greedy waterline {:.1} s ({}, {})",
+        aware.placement.cost_ms / 1e3,
+        aware.placement.bootstraps(),
+        aware.bootstrapped_ciphertexts,
+        greedy.placement.cost_ms / 1e3,
+        greedy.placement.bootstraps(),
+        greedy.bootstrapped_ciphertexts
+    );
+    assert!(aware.placement.bootstraps() > 0);
+    assert!(aware.placement.cost_ms <= greedy.placement.cost_ms);
+}
+
+/// MiniLM at N16BootFull (see [`check_minilm`]).
+///
+/// Ignored: no placement exists. The GELU of layers 0 and 1 (Chebyshev degree 88 on its
+/// calibrated domain ≈ [−21, 29] for 2^−12; degree 63 would miss by 8.9e−3) consumes 8 levels,
+/// all that a bootstrap of its input leaves (level 9, less 1 to scale the input back up by its
+/// bound), so its outputs land at level 0; they reach 24.5 in magnitude and need 1 more level to
+/// be scaled into [−1, 1] before their own bootstrap, and the next site
+/// (`layer.0/output/dense/MatMul`) consumes 2 of them. The pass fails with
+/// `Placement(Infeasible(115))`, plan site 115 being that dense layer. (Layers 2–5: GELU degree
+/// ≤ 63, 7 levels, feasible.)
+#[test]
+#[ignore = "MiniLM does not level at N16BootFull: the GELU of layers 0-1 consumes the 8 levels a \
+            bootstrap leaves and its output needs 1 more to be pre-scaled for its own bootstrap"]
+fn minilm_leveled() {
+    check_minilm(by_name("N16BootFull").unwrap());
+}
+
+/// The diagnosis of [`minilm_leveled`] pinned: with one more application level than N16BootFull
+/// (bootstrap to 10, top level 26) MiniLM levels and meets its bound on `sim`. Not a checked
+/// parameter set (at N = 2^16 a 27-limb chain must be reshaped to stay 128-bit): it exercises the
+/// level pass and the level checks of `sim` on a 126k-instruction encoder.
+#[test]
+fn minilm_leveled_with_one_more_application_level() {
+    let mut parameters = by_name("N16BootFull").unwrap();
+    parameters.name = "N16BootFull+1".into();
+    parameters.max_level += 1;
+    parameters.bootstrap_level = parameters.bootstrap_level.map(|l| l + 1);
+    check_minilm(parameters);
 }
