@@ -92,6 +92,7 @@ fn leveled_plan() -> Plan {
             a: Src(7),
             slots: Slots(4),
             level: Level(4),
+            scale: Scalar(1.0),
         },
         I::Rotate {
             dst: Dst(9),

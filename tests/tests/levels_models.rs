@@ -147,32 +147,11 @@ fn check_minilm(parameters: Parameters) {
     assert!(aware.placement.cost_ms <= greedy.placement.cost_ms);
 }
 
-/// MiniLM at N16BootFull (see [`check_minilm`]).
-///
-/// Ignored: no placement exists. The GELU of layers 0 and 1 (Chebyshev degree 88 on its
-/// calibrated domain ≈ [−21, 29] for 2^−12; degree 63 would miss by 8.9e−3) consumes 8 levels,
-/// all that a bootstrap of its input leaves (level 9, less 1 to scale the input back up by its
-/// bound), so its outputs land at level 0; they reach 24.5 in magnitude and need 1 more level to
-/// be scaled into [−1, 1] before their own bootstrap, and the next site
-/// (`layer.0/output/dense/MatMul`) consumes 2 of them. The pass fails with
-/// `Placement(Infeasible(115))`, plan site 115 being that dense layer. (Layers 2–5: GELU degree
-/// ≤ 63, 7 levels, feasible.)
+/// MiniLM at N16BootFull (see [`check_minilm`]). The GELU of layers 0 and 1 (Chebyshev degree
+/// 88 on its calibrated domain ≈ [−21, 29] for 2^−12) consumes 8 of the 9 levels a bootstrap
+/// leaves; this fits because the bootstrap multiplies its input back by its bound inside
+/// SlotsToCoeffs instead of spending a level on it.
 #[test]
-#[ignore = "MiniLM does not level at N16BootFull: the GELU of layers 0-1 consumes the 8 levels a \
-            bootstrap leaves and its output needs 1 more to be pre-scaled for its own bootstrap"]
 fn minilm_leveled() {
     check_minilm(by_name("N16BootFull").unwrap());
-}
-
-/// The diagnosis of [`minilm_leveled`] pinned: with one more application level than N16BootFull
-/// (bootstrap to 10, top level 26) MiniLM levels and meets its bound on `sim`. Not a checked
-/// parameter set (at N = 2^16 a 27-limb chain must be reshaped to stay 128-bit): it exercises the
-/// level pass and the level checks of `sim` on a 126k-instruction encoder.
-#[test]
-fn minilm_leveled_with_one_more_application_level() {
-    let mut parameters = by_name("N16BootFull").unwrap();
-    parameters.name = "N16BootFull+1".into();
-    parameters.max_level += 1;
-    parameters.bootstrap_level = parameters.bootstrap_level.map(|l| l + 1);
-    check_minilm(parameters);
 }

@@ -3,7 +3,8 @@
 //! ops brought to one level, Δ² outputs rescaled at the end of their site, bootstraps with their
 //! pre- and post-scaling, stores at the declared levels. Registers are renumbered (every write is
 //! a fresh register); sites, plaintexts and rotations are kept; range checks follow their
-//! instruction.
+//! instruction. A bootstrap input beyond [−1, 1] is divided by its bound first (one level) and
+//! the bootstrap multiplies it back in SlotsToCoeffs (no level).
 
 use super::placement::Placement;
 use super::rules::{Needs, aligns_levels, needs, result_degree};
@@ -271,15 +272,13 @@ pub fn emit(
                         a: Src(version.register),
                         slots: Slots(plan.slots as u32),
                         level: Level(bootstrap_level),
+                        scale: Scalar(bounds[v].unwrap_or(1.0)),
                     });
                     version = Version {
                         register: dst,
                         level: bootstrap_level,
                         degree: 1,
                     };
-                    if let Some(b) = bounds[v] {
-                        version = e.scale(version, b);
-                    }
                 }
                 current[r as usize] = Some(version);
             }
@@ -353,11 +352,17 @@ fn rename(instruction: &Instruction, dst: Register, operands: &[Version]) -> Ins
             a,
             level: *level,
         },
-        I::Bootstrap { slots, level, .. } => I::Bootstrap {
+        I::Bootstrap {
+            slots,
+            level,
+            scale,
+            ..
+        } => I::Bootstrap {
             dst,
             a,
             slots: *slots,
             level: *level,
+            scale: *scale,
         },
         I::Load { .. } | I::Store { .. } | I::RotateHoisted { .. } | I::Free { .. } => {
             unreachable!("handled by the caller")

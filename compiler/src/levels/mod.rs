@@ -79,6 +79,8 @@ pub enum LevelPassError {
     Sites(#[from] sites::SiteError),
     #[error(transparent)]
     Placement(#[from] placement::PlacementError),
+    #[error("no bootstrap placement fits at site {site}: {why}")]
+    Infeasible { site: String, why: String },
     #[error(transparent)]
     Emit(#[from] emit::EmitError),
     #[error(
@@ -208,7 +210,7 @@ pub fn place(
         .collect();
     let bootstrap_scaling: Vec<Option<(u32, u32)>> = scaling
         .iter()
-        .map(|b| b.map(|b| if b > 1.0 { (1, 1) } else { (0, 0) }))
+        .map(|b| b.map(|b| if b > 1.0 { (1, 0) } else { (0, 0) }))
         .collect();
     let bootstrap_ms: Vec<f64> = nodes
         .iter()
@@ -242,12 +244,103 @@ pub fn place(
         max_states: options.max_states,
     };
     let placement = match options.strategy {
-        Strategy::Optimal(_) => placement::optimal(&problem)?,
-        Strategy::Greedy => placement::greedy(&problem)?,
-    };
+        Strategy::Optimal(_) => placement::optimal(&problem),
+        Strategy::Greedy => placement::greedy(&problem),
+    }
+    .map_err(
+        |placement::PlacementError::Infeasible(site)| LevelPassError::Infeasible {
+            site: plan.sites[site].name.clone(),
+            why: explain_infeasible(plan, &problem, site),
+        },
+    )?;
     Ok(Placed {
         nodes,
         placement,
         scaling,
     })
+}
+
+/// Why no placement reaches plan site `site`, from the most levels each value can have (an
+/// optimistic bound: every value bootstrapped wherever that helps, KV-cache storage levels free).
+fn explain_infeasible(plan: &Plan, problem: &placement::Problem<'_>, site: usize) -> String {
+    use sites::Role;
+    let nodes = problem.nodes;
+    let name = |v: usize| plan.sites[nodes[v].site].name.as_str();
+    // natural[v]: the highest level v's outputs can land at; best[v]: its value's, bootstrapped.
+    let mut natural = vec![0i64; nodes.len()];
+    let mut best = vec![0i64; nodes.len()];
+    let top = i64::from(problem.max_level);
+    for (v, node) in nodes.iter().enumerate() {
+        natural[v] = match node.role {
+            Role::Source { .. } => top,
+            _ => node
+                .preds
+                .iter()
+                .map(|&(p, d)| best[p] - i64::from(d))
+                .min()
+                .unwrap_or(top),
+        };
+        best[v] = natural[v];
+        if let Some((pre, post)) = problem.bootstrap_scaling[v]
+            && natural[v] >= i64::from(pre)
+            && !matches!(node.role, Role::Sink { .. })
+        {
+            best[v] = best[v].max(i64::from(problem.bootstrap_level.saturating_sub(post)));
+        }
+    }
+    let after_boot = |p: usize| {
+        let post = problem.bootstrap_scaling[p].map_or(0, |s| s.1);
+        format!(
+            "a bootstrap returns level {} less {post} to scale it back up",
+            problem.bootstrap_level
+        )
+    };
+    let limiting = |p: usize| {
+        nodes[p]
+            .preds
+            .iter()
+            .min_by_key(|&&(q, d)| best[q] - i64::from(d))
+            .map_or(String::new(), |&(q, d)| {
+                format!(
+                    " (it consumes {d} levels of `{}`, at level {} at most)",
+                    name(q),
+                    best[q]
+                )
+            })
+    };
+    let Some(v) = nodes.iter().position(|n| n.site == site) else {
+        return "no state survives it".into();
+    };
+    let reasons: Vec<String> = nodes[v]
+        .preds
+        .iter()
+        .filter(|&&(p, d)| best[p] < i64::from(d))
+        .map(|&(p, d)| {
+            let why = match problem.bootstrap_scaling[p] {
+                _ if matches!(nodes[p].role, Role::Source { .. }) => {
+                    format!("is encrypted at level {} at most", best[p])
+                }
+                None => format!(
+                    "reaches level {} at most{} and cannot be bootstrapped (no calibrated range)",
+                    best[p],
+                    limiting(p)
+                ),
+                Some((pre, _)) if natural[p] < i64::from(pre) => format!(
+                    "lands at level {} at most{}, below the {pre} that scaling it into [−1, 1] \
+                     for a bootstrap needs",
+                    natural[p],
+                    limiting(p)
+                ),
+                Some(_) => format!("is at level {} at most ({})", best[p], after_boot(p)),
+            };
+            format!("it consumes {d} levels of `{}`, which {why}", name(p))
+        })
+        .collect();
+    if reasons.is_empty() {
+        "every placement that reaches it breaks a KV-cache storage level (the levels its new \
+         entries reach differ from the level the cache is read at)"
+            .into()
+    } else {
+        reasons.join("; ")
+    }
 }

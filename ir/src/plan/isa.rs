@@ -176,8 +176,10 @@ instructions! {
     Rescale = "rescale" { dst: Dst, a: Src },
     /// Drops to `level` without changing the scale.
     LevelDown = "level.down" { dst: Dst, a: Src, level: Level },
-    /// Refreshes `a` (|slots| ≤ 1) to `level`, for a ciphertext using `slots` slots.
-    Bootstrap = "boot" { dst: Dst, a: Src, slots: Slots, level: Level },
+    /// Refreshes `a` (|slots| ≤ 1) to `level`, for a ciphertext using `slots` slots, and
+    /// multiplies the result by `scale` (folded into SlotsToCoeffs' matrices: no level), which
+    /// undoes the pre-scaling that brought the input into [−1, 1].
+    Bootstrap = "boot" { dst: Dst, a: Src, slots: Slots, level: Level, scale: Scalar },
     /// Frees a register (its last use has passed).
     Free = "free" { a: Src },
 }

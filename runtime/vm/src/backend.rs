@@ -129,12 +129,14 @@ pub trait Backend {
         level: u32,
     ) -> Result<Self::Ciphertext, BackendError>;
 
-    /// Refreshes `a` (|slots| ≤ 1, `slots` of them used) to `level`.
+    /// Refreshes `a` (|slots| ≤ 1, `slots` of them used) to `level`, multiplied by `scale`
+    /// (folded into SlotsToCoeffs: no level).
     fn bootstrap(
         &self,
         a: &Self::Ciphertext,
         slots: u32,
         level: u32,
+        scale: f64,
     ) -> Result<Self::Ciphertext, BackendError>;
 
     /// Level, depth and scale of `a`, as far as the backend tracks them.

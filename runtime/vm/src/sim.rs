@@ -279,9 +279,10 @@ impl Backend for SimBackend {
         a: &SimCiphertext,
         _slots: u32,
         level: u32,
+        scale: f64,
     ) -> Result<SimCiphertext, BackendError> {
         Ok(SimCiphertext {
-            values: a.values.clone(),
+            values: a.values.iter().map(|v| v * scale).collect(),
             depth: 0,
             scale_bits: self.fresh_scale_bits,
             level: Some(level),

@@ -392,6 +392,7 @@ impl<'p> Vm<'p> {
                     a,
                     slots,
                     level,
+                    scale,
                 } => {
                     let x = read(a.0)?;
                     if self.levels.is_some()
@@ -402,7 +403,7 @@ impl<'p> Vm<'p> {
                     vec![(
                         dst.0,
                         backend
-                            .bootstrap(x, slots.0, level.0)
+                            .bootstrap(x, slots.0, level.0, scale.0)
                             .map_err(backend_error)?,
                     )]
                 }

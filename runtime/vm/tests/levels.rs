@@ -6,7 +6,7 @@ mod common;
 
 use cachemir_ir::plan::levels::{self, LevelError, LevelRule, LevelState};
 use cachemir_ir::plan::{
-    Dst, Instruction, Level, Parameters, Plain, Plan, Slots, Src, Step, TensorRef,
+    Dst, Instruction, Level, Parameters, Plain, Plan, Scalar, Slots, Src, Step, TensorRef,
 };
 use cachemir_vm::{Backend, BackendError, Client, PlainSlots, SimBackend, Vm, VmError, sim};
 use common::{Alteration, Altered, SLOTS, load, store, w_plain};
@@ -88,6 +88,7 @@ fn pipeline(boot_slots: u32) -> Plan {
                 a: Src(3),
                 slots: Slots(boot_slots),
                 level: Level(3),
+                scale: Scalar(1.0),
             },
             store(4, 0),
             store(3, 1),
@@ -194,7 +195,7 @@ fn sim_levels_and_scales_follow_the_parameters() {
         matches!(&err, BackendError::Failed(m) if m.contains("from level 0 to 2")),
         "{err}"
     );
-    let booted = leveled.bootstrap(&rescaled, 8, 3).unwrap();
+    let booted = leveled.bootstrap(&rescaled, 8, 3, 1.0).unwrap();
     assert_eq!(
         (booted.level, booted.scale_bits, booted.depth),
         (Some(3), 45.0, 0)
@@ -337,12 +338,12 @@ fn a_bootstrap_input_outside_minus_one_one_is_an_error() {
     };
     assert_eq!(
         (index, instruction.as_str(), site.as_str(), slot, occupied),
-        (4, "boot r4, r3, slots=8, level=3", "site4", 2, 8)
+        (4, "boot r4, r3, slots=8, level=3, 1e0", "site4", 2, 8)
     );
     assert!((value - 1.4).abs() < 1e-12 && value == max, "{value} {max}");
     let message = err.to_string();
     assert!(
-        message.contains("instruction 4 `boot r4, r3, slots=8, level=3` (site4)")
+        message.contains("instruction 4 `boot r4, r3, slots=8, level=3, 1e0` (site4)")
             && message.contains("outside [-1, 1]"),
         "{message}"
     );

@@ -107,6 +107,7 @@ fn every_opcode_on_sim() {
             a: Src(14),
             slots: Slots(8),
             level: Level(9),
+            scale: Scalar(1.0),
         },
         Free { a: Src(15) },
     ];
@@ -511,6 +512,7 @@ fn any_backend_runs_plans() {
                 a: Src(0),
                 slots: Slots(8),
                 level: Level(1),
+                scale: Scalar(1.0),
             },
             store(1, 0),
         ],
@@ -522,7 +524,7 @@ fn any_backend_runs_plans() {
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("instruction 1 `boot r1, r0, slots=8, level=1` (site1)")
+        err.contains("instruction 1 `boot r1, r0, slots=8, level=1, 1e0` (site1)")
             && err.contains("not supported by the opaque backend: bootstrapping"),
         "{err}"
     );

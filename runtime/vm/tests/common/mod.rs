@@ -214,13 +214,14 @@ impl Backend for Altered {
         a: &SimCiphertext,
         slots: u32,
         level: u32,
+        scale: f64,
     ) -> Result<SimCiphertext, BackendError> {
         match self.alteration {
             Alteration::NoBootstrap => Err(BackendError::Unsupported {
                 backend: self.name,
                 what: "bootstrapping".into(),
             }),
-            _ => self.sim.bootstrap(a, slots, level),
+            _ => self.sim.bootstrap(a, slots, level, scale),
         }
     }
     fn info(&self, a: &SimCiphertext) -> CiphertextInfo {
