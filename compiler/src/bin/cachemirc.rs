@@ -418,6 +418,7 @@ fn compile(args: CompileArgs) -> Result<()> {
     use cachemir_compiler::passes::{Pipeline, Recognize, Rewrite, depth};
 
     let start = std::time::Instant::now();
+    level_options(&args)?;
     let emit = args.emit.unwrap_or_else(|| {
         if args
             .output
@@ -618,8 +619,15 @@ fn write_plan(
         .validate()
         .context("the lowered plan is inconsistent (a compiler bug)")?;
     let start = std::time::Instant::now();
-    let leveled = match &args.params {
-        Some(name) => Some(level_plan(&lowered.plan, graph, args, name)?),
+    let leveled = match level_options(args)? {
+        Some(options) => Some(
+            cachemir_compiler::levels::assign_levels(
+                &lowered.plan,
+                &|site| cachemir_compiler::levels::calibrated_bound(graph, site),
+                &options,
+            )
+            .map_err(|e| input_error(anyhow::anyhow!("levels: {e}")))?,
+        ),
         None => None,
     };
     let leveling = start.elapsed();
@@ -678,15 +686,19 @@ fn write_plan(
     Ok(())
 }
 
-/// The level pass for `--params NAME|FILE.json` (see [`CompileArgs::params`]).
-fn level_plan(
-    plan: &cachemir_ir::plan::Plan,
-    graph: &Graph,
-    args: &CompileArgs,
-    name: &str,
-) -> Result<cachemir_compiler::levels::Leveled> {
-    use cachemir_compiler::levels::{
-        LevelOptions, StatePolicy, Strategy, assign_levels, calibrated_bound, params,
+/// The level pass's options from `--params NAME|FILE.json` and its companions (see
+/// [`CompileArgs::params`]); `None` without `--params`. Checked before any other work.
+fn level_options(args: &CompileArgs) -> Result<Option<cachemir_compiler::levels::LevelOptions>> {
+    use cachemir_compiler::levels::{LevelOptions, StatePolicy, Strategy, params};
+    let Some(name) = &args.params else {
+        return Ok(None);
+    };
+    let known = || {
+        params::named()
+            .iter()
+            .map(|p| p.name.clone())
+            .collect::<Vec<_>>()
+            .join(", ")
     };
     let parameters = match params::by_name(name) {
         Some(p) => p,
@@ -699,16 +711,12 @@ fn level_plan(
                 .map_err(input_error)?;
             // Only sets whose primes the CKKS crate builds and checks are accepted.
             match params::by_name(&given.name) {
-                Some(known) if known == given => known,
+                Some(checked) if checked == given => checked,
                 _ => {
                     return Err(input_error(anyhow::anyhow!(
                         "--params {name}: `{}` is not one of the checked parameter sets ({})",
                         given.name,
-                        params::named()
-                            .iter()
-                            .map(|p| p.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
+                        known()
                     )));
                 }
             }
@@ -716,11 +724,7 @@ fn level_plan(
         None => {
             return Err(input_error(anyhow::anyhow!(
                 "--params {name}: unknown parameter set (known: {})",
-                params::named()
-                    .iter()
-                    .map(|p| p.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                known()
             )));
         }
     };
@@ -739,8 +743,7 @@ fn level_plan(
         PlacementArg::KvAware => Strategy::Optimal(StatePolicy::Optimised),
         PlacementArg::Greedy => Strategy::Greedy,
     };
-    assign_levels(plan, &|site| calibrated_bound(graph, site), &options)
-        .map_err(|e| input_error(anyhow::anyhow!("levels: {e}")))
+    Ok(Some(options))
 }
 
 /// One line on the level pass: parameters, bootstraps, estimated latency.
