@@ -258,3 +258,37 @@ pub fn lower_model(graph: &Graph, model: &str) -> Lowered {
     }
     lowered
 }
+
+/// Compares a decoder run's outputs with the case's onnxruntime references, printing each, and
+/// asserts the lowering bounds on the logits: the same next token, max abs error ≤ 0.05.
+///
+/// # Panics
+/// When a bound fails (test helper).
+pub fn check_decoder_outputs(label: &str, case: &Case, outputs: &HashMap<String, Vec<f64>>) {
+    for (name, path) in &case.expected {
+        let expected = cachemir_ir::npy::read_npy(path).unwrap();
+        let got = Tensor::F64(
+            ArrayD::from_shape_vec(ndarray::IxDyn(expected.shape()), outputs[name].clone())
+                .unwrap(),
+        );
+        let c = cachemir_compiler::reference::compare(name, &got, &expected, None).unwrap();
+        eprintln!(
+            "{label} {name}: max abs error {:.3e}, argmax {:?}",
+            c.max_abs_error, c.same_argmax
+        );
+        if name == "logits" {
+            assert_eq!(
+                c.same_argmax.0, c.same_argmax.1,
+                "{label}: next token changed"
+            );
+            assert!(c.max_abs_error <= 0.05, "{label}: {:.3e}", c.max_abs_error);
+        }
+    }
+}
+
+/// Cosine similarity of two vectors.
+pub fn cosine(a: &[f64], r: &[f64]) -> f64 {
+    let dot: f64 = a.iter().zip(r).map(|(x, y)| x * y).sum();
+    dot / (a.iter().map(|x| x * x).sum::<f64>().sqrt()
+        * r.iter().map(|x| x * x).sum::<f64>().sqrt())
+}

@@ -6,11 +6,11 @@ use cachemir_compiler::levels::params::by_name;
 use cachemir_compiler::levels::{
     LevelOptions, Leveled, StatePolicy, Strategy, assign_levels, calibrated_bound, place,
 };
-use cachemir_compiler::reference::{Case, compare, models_dir};
+use cachemir_compiler::reference::{Case, models_dir};
 use cachemir_ir::Graph;
 use cachemir_ir::npy::read_npy;
 use cachemir_ir::plan::{Parameters, Plan};
-use cachemir_tests::{approximated, lower_model, run_sim};
+use cachemir_tests::{approximated, check_decoder_outputs, cosine, lower_model, run_sim};
 
 fn level(plan: &Plan, graph: &Graph, strategy: Strategy) -> Leveled {
     let mut options = LevelOptions::new(by_name("N16BootFull").unwrap());
@@ -42,22 +42,7 @@ fn check_decoder(model: &str) {
     for index in 0..2 {
         let case = Case::load(&dir.join(model).join(format!("case{index}.json"))).unwrap();
         let outputs = run_sim(&lowered, &aware.plan, &graph, &case);
-        let (_, path) = case.expected.iter().find(|(n, _)| n == "logits").unwrap();
-        let expected = read_npy(path).unwrap();
-        let got = cachemir_ir::Tensor::F64(
-            ndarray::ArrayD::from_shape_vec(
-                ndarray::IxDyn(expected.shape()),
-                outputs["logits"].clone(),
-            )
-            .unwrap(),
-        );
-        let c = compare("logits", &got, &expected, None).unwrap();
-        eprintln!(
-            "{model} case{index} leveled: max abs error {:.3e}, argmax {:?}",
-            c.max_abs_error, c.same_argmax
-        );
-        assert_eq!(c.same_argmax.0, c.same_argmax.1);
-        assert!(c.max_abs_error <= 0.05, "{:.3e}", c.max_abs_error);
+        check_decoder_outputs(&format!("{model} case{index} leveled"), &case, &outputs);
     }
     let greedy = level(&lowered.plan, &graph, Strategy::Greedy);
     let mut options = LevelOptions::new(by_name("N16BootFull").unwrap());
@@ -87,12 +72,6 @@ fn tiny_llama_decode_step_leveled() {
 #[test]
 fn tiny_gpt2_decode_step_leveled() {
     check_decoder("tiny_gpt2_decode_step_p15_ts17");
-}
-
-fn cosine(a: &[f64], r: &[f64]) -> f64 {
-    let dot: f64 = a.iter().zip(r).map(|(x, y)| x * y).sum();
-    dot / (a.iter().map(|x| x * x).sum::<f64>().sqrt()
-        * r.iter().map(|x| x * x).sum::<f64>().sqrt())
 }
 
 /// MiniLM (batch 1 × 16, case0, 8 calibration samples) leveled for `parameters`, run on `sim`

@@ -1,11 +1,13 @@
 //! Slot-level compilation of the shared models at 2^15 slots, executed on the `sim` backend and
 //! compared with onnxruntime's outputs.
 
-use cachemir_compiler::reference::{Case, compare, models_dir};
+use cachemir_compiler::reference::{Case, models_dir};
 use cachemir_ir::npy::read_npy;
-use cachemir_ir::{Interpreter, Precision, Tensor};
+use cachemir_ir::{Interpreter, Precision};
 use cachemir_onnx::{ImportOptions, import_file};
-use cachemir_tests::{approximated, embedding_output, lower_model, run_sim};
+use cachemir_tests::{
+    approximated, check_decoder_outputs, cosine, embedding_output, lower_model, run_sim,
+};
 
 fn check_decoder(model: &str) {
     let Some(dir) = models_dir() else { return };
@@ -14,32 +16,7 @@ fn check_decoder(model: &str) {
     for index in 0..2 {
         let case = Case::load(&dir.join(model).join(format!("case{index}.json"))).unwrap();
         let outputs = run_sim(&lowered, &lowered.plan, &graph, &case);
-        for (name, path) in &case.expected {
-            let expected = read_npy(path).unwrap();
-            let got = Tensor::F64(
-                ndarray::ArrayD::from_shape_vec(
-                    ndarray::IxDyn(expected.shape()),
-                    outputs[name].clone(),
-                )
-                .unwrap(),
-            );
-            let c = compare(name, &got, &expected, None).unwrap();
-            eprintln!(
-                "{model} case{index} {name}: max abs error {:.3e}, argmax {:?}",
-                c.max_abs_error, c.same_argmax
-            );
-            if name == "logits" {
-                assert_eq!(
-                    c.same_argmax.0, c.same_argmax.1,
-                    "{model} case{index}: next token changed"
-                );
-                assert!(
-                    c.max_abs_error <= 0.05,
-                    "{model} case{index}: {:.3e}",
-                    c.max_abs_error
-                );
-            }
-        }
+        check_decoder_outputs(&format!("{model} case{index}"), &case, &outputs);
     }
 }
 
@@ -51,12 +28,6 @@ fn tiny_llama_decode_step_on_sim() {
 #[test]
 fn tiny_gpt2_decode_step_on_sim() {
     check_decoder("tiny_gpt2_decode_step_p15_ts17");
-}
-
-fn cosine(a: &[f64], r: &[f64]) -> f64 {
-    let dot: f64 = a.iter().zip(r).map(|(x, y)| x * y).sum();
-    dot / (a.iter().map(|x| x * x).sum::<f64>().sqrt()
-        * r.iter().map(|x| x * x).sum::<f64>().sqrt())
 }
 
 #[test]
