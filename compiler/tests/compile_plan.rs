@@ -79,6 +79,19 @@ fn compile(dir: &Path, model: &str, output: &Path, extra: &[&str]) -> String {
     stdout
 }
 
+/// `cachemir run PLAN --backend sim --inputs CASE --out OUT`, timed.
+fn run_on_sim(plan: &Path, case: &Path, out: &Path, label: &str) {
+    let start = Instant::now();
+    run(&RunArgs {
+        plan: plan.to_path_buf(),
+        backend: BackendArg::Sim,
+        inputs: case.to_path_buf(),
+        out: out.to_path_buf(),
+    })
+    .unwrap_or_else(|e| panic!("{label}: cachemir run: {e:#}"));
+    eprintln!("{label}: cachemir run in {:.2?}", start.elapsed());
+}
+
 /// The summary without the lines naming files or giving times.
 fn stable_summary(stdout: &str) -> String {
     stdout
@@ -123,17 +136,11 @@ fn compile_and_run(dir: &Path, scratch: &Path, model: &str) -> (String, Plan) {
     for index in 0..2 {
         let case_path = dir.join(model).join(format!("case{index}.json"));
         let out = scratch.join(format!("{model}.case{index}"));
-        let start = Instant::now();
-        run(&RunArgs {
-            plan: plan_path.clone(),
-            backend: BackendArg::Sim,
-            inputs: case_path.clone(),
-            out: out.clone(),
-        })
-        .unwrap_or_else(|e| panic!("{model} case{index}: cachemir run: {e:#}"));
-        eprintln!(
-            "{model} case{index}: cachemir run in {:.2?}",
-            start.elapsed()
+        run_on_sim(
+            &plan_path,
+            &case_path,
+            &out,
+            &format!("{model} case{index}"),
         );
         let case = Case::load(&case_path).unwrap();
         let mut presents = 0;
@@ -348,17 +355,11 @@ fn tiny_llama_compiles_leveled_and_runs_on_sim() {
 
     let case_path = dir.join(model).join("case0.json");
     let out = scratch.path().join("case0");
-    let start = Instant::now();
-    run(&RunArgs {
-        plan: plan_path.clone(),
-        backend: BackendArg::Sim,
-        inputs: case_path.clone(),
-        out: out.clone(),
-    })
-    .unwrap_or_else(|e| panic!("{model} case0 leveled: cachemir run: {e:#}"));
-    eprintln!(
-        "{model} case0 leveled: cachemir run in {:.2?}",
-        start.elapsed()
+    run_on_sim(
+        &plan_path,
+        &case_path,
+        &out,
+        &format!("{model} case0 leveled"),
     );
     let case = Case::load(&case_path).unwrap();
     let (name, path) = case.expected.iter().find(|(n, _)| n == "logits").unwrap();
