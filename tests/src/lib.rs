@@ -292,3 +292,25 @@ pub fn cosine(a: &[f64], r: &[f64]) -> f64 {
     dot / (a.iter().map(|x| x * x).sum::<f64>().sqrt()
         * r.iter().map(|x| x * x).sum::<f64>().sqrt())
 }
+
+/// The cosine between a MiniLM run's `sentence_embedding` and the case's reference, printed and
+/// asserted ≥ 0.999.
+///
+/// # Panics
+/// When the bound fails (test helper).
+pub fn check_sentence_embedding(label: &str, case: &Case, outputs: &HashMap<String, Vec<f64>>) {
+    let (_, path) = case
+        .expected
+        .iter()
+        .find(|(n, _)| n == "sentence_embedding")
+        .expect("the case has a sentence embedding");
+    let reference: Vec<f64> = cachemir_ir::npy::read_npy(path)
+        .unwrap()
+        .to_f64()
+        .iter()
+        .copied()
+        .collect();
+    let c = cosine(&outputs["sentence_embedding"], &reference);
+    eprintln!("{label}: sentence-embedding cosine {c:.6}");
+    assert!(c >= 0.999, "{label}: cosine {c}");
+}

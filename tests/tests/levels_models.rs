@@ -8,9 +8,10 @@ use cachemir_compiler::levels::{
 };
 use cachemir_compiler::reference::{Case, models_dir};
 use cachemir_ir::Graph;
-use cachemir_ir::npy::read_npy;
 use cachemir_ir::plan::{Parameters, Plan};
-use cachemir_tests::{approximated, check_decoder_outputs, cosine, lower_model, run_sim};
+use cachemir_tests::{
+    approximated, check_decoder_outputs, check_sentence_embedding, lower_model, run_sim,
+};
 
 fn level(plan: &Plan, graph: &Graph, strategy: Strategy) -> Leveled {
     let mut options = LevelOptions::new(by_name("N16BootFull").unwrap());
@@ -101,15 +102,7 @@ fn check_minilm(parameters: Parameters) {
     );
     let case = Case::load(&dir.join(model).join("case0.json")).unwrap();
     let outputs = run_sim(&lowered, &aware.plan, &graph, &case);
-    let (_, path) = case
-        .expected
-        .iter()
-        .find(|(n, _)| n == "sentence_embedding")
-        .unwrap();
-    let r: Vec<f64> = read_npy(path).unwrap().to_f64().iter().copied().collect();
-    let c = cosine(&outputs["sentence_embedding"], &r);
-    eprintln!("{model} case0 leveled at {name}: sentence-embedding cosine {c:.6}");
-    assert!(c >= 0.999, "cosine {c}");
+    check_sentence_embedding(&format!("{model} case0 leveled at {name}"), &case, &outputs);
     options.strategy = Strategy::Greedy;
     let greedy = assign_levels(&lowered.plan, &bound, &options).unwrap();
     eprintln!(

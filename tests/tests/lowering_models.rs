@@ -2,11 +2,11 @@
 //! compared with onnxruntime's outputs.
 
 use cachemir_compiler::reference::{Case, models_dir};
-use cachemir_ir::npy::read_npy;
 use cachemir_ir::{Interpreter, Precision};
 use cachemir_onnx::{ImportOptions, import_file};
 use cachemir_tests::{
-    approximated, check_decoder_outputs, cosine, embedding_output, lower_model, run_sim,
+    approximated, check_decoder_outputs, check_sentence_embedding, cosine, embedding_output,
+    lower_model, run_sim,
 };
 
 fn check_decoder(model: &str) {
@@ -39,15 +39,7 @@ fn minilm_on_sim() {
     // case0 is batch 1 × 16 tokens, the shape compiled; case1 (2 × 18) needs another plan.
     let case = Case::load(&dir.join(model).join("case0.json")).unwrap();
     let outputs = run_sim(&lowered, &lowered.plan, &graph, &case);
-    let (_, path) = case
-        .expected
-        .iter()
-        .find(|(n, _)| n == "sentence_embedding")
-        .unwrap();
-    let r: Vec<f64> = read_npy(path).unwrap().to_f64().iter().copied().collect();
-    let c = cosine(&outputs["sentence_embedding"], &r);
-    eprintln!("MiniLM case0: sentence-embedding cosine {c:.6}");
-    assert!(c >= 0.999, "cosine {c}");
+    check_sentence_embedding("MiniLM case0", &case, &outputs);
 }
 
 /// One encoder layer cut out of the approximated MiniLM (its input encrypted), against the same
