@@ -48,6 +48,8 @@ pub struct LevelOptions {
 pub const DEFAULT_KEY_BUDGET_BYTES: u64 = 16_000_000_000;
 
 impl LevelOptions {
+    /// Defaults for `parameters`: KV-aware optimal placement, the default CPU cost model, 4,096
+    /// states per site, a 16 GB rotation-key budget.
     pub fn new(parameters: Parameters) -> Self {
         Self {
             parameters,

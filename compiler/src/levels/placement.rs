@@ -59,6 +59,7 @@ pub struct Placement {
 }
 
 impl Placement {
+    /// Sites whose outputs are bootstrapped.
     pub fn bootstraps(&self) -> usize {
         self.bootstrapped.iter().filter(|&&b| b).count()
     }

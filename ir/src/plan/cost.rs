@@ -14,6 +14,7 @@ pub struct LinearCost {
 }
 
 impl LinearCost {
+    /// Milliseconds at `level` (`level + 1` limbs).
     pub fn at(&self, level: u32) -> f64 {
         self.fixed_ms + self.per_limb_ms * (f64::from(level) + 1.0)
     }
