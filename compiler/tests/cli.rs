@@ -1,18 +1,10 @@
 //! The `cachemirc` binary as a user runs it: help, version, exit codes, import and eval.
 
 use cachemir_compiler::reference::models_dir;
-use std::process::{Command, Output};
 
-fn cachemirc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cachemirc"))
-        .args(args)
-        .output()
-        .expect("cachemirc runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+#[path = "support/binary.rs"]
+mod binary;
+use binary::{cachemirc, text};
 
 #[test]
 fn help_lists_commands_with_examples() {

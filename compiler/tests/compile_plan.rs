@@ -14,19 +14,11 @@ use cachemir_ir::Tensor;
 use cachemir_ir::npy::read_npy;
 use cachemir_ir::plan::Plan;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::time::Instant;
 
-fn cachemirc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cachemirc"))
-        .args(args)
-        .output()
-        .expect("run cachemirc")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+#[path = "support/binary.rs"]
+mod binary;
+use binary::{cachemirc, text};
 
 /// Where the client's encryption starts: the token embedding (as `cachemir_tests::embedding_output`).
 fn embedding_output(model: &str) -> &'static str {

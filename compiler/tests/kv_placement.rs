@@ -3,13 +3,11 @@
 //! 2048) at a cache of 128 tokens: the Llama-3-8B DSL example with those parameters, shape-only,
 //! values assumed in [−8, 8]. Estimated per-token cost with the default CPU cost model.
 
+#[path = "support/shape_only.rs"]
+mod shape_only;
 use cachemir_compiler::levels::params::by_name;
 use cachemir_compiler::levels::{LevelOptions, StatePolicy, Strategy, calibrated_bound, place};
 use cachemir_compiler::lower::{LowerOptions, lower};
-use cachemir_compiler::passes::approximate::Approximate;
-use cachemir_compiler::passes::calibrate::AssumeRanges;
-use cachemir_compiler::passes::decompose::Decompose;
-use cachemir_compiler::passes::{Pass, Pipeline, Recognize, Rewrite};
 use cachemir_dsl::{LoadOptions, load_source};
 use std::path::Path;
 
@@ -38,13 +36,7 @@ fn kv_aware_placement_beats_greedy_and_cache_blind_at_cache_128() {
     let source = tiny_llama_shaped(127);
     let mut graph =
         load_source(&source, "tiny.cmr", Path::new("."), &LoadOptions::default()).unwrap();
-    let mut pipeline = Pipeline::new()
-        .with(Recognize)
-        .with(Rewrite::default())
-        .with(Decompose::default())
-        .with(AssumeRanges::default());
-    pipeline.run(&mut graph, None, &[], &mut |_, _| {}).unwrap();
-    Approximate::default().run(&mut graph).unwrap();
+    shape_only::prepare(&mut graph);
     let lowered = lower(
         &graph,
         &LowerOptions {

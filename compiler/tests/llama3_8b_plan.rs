@@ -4,13 +4,11 @@
 //! per-token latency (default CPU cost model) at several cache lengths. Ignored in the debug
 //! suite; `examples/bench_compile.sh` runs it in release.
 
+#[path = "support/shape_only.rs"]
+mod shape_only;
 use cachemir_compiler::levels::params::by_name;
 use cachemir_compiler::levels::{LevelOptions, Leveled, assign_levels, calibrated_bound};
 use cachemir_compiler::lower::{Counts, LowerOptions, Lowered, lower};
-use cachemir_compiler::passes::approximate::Approximate;
-use cachemir_compiler::passes::calibrate::AssumeRanges;
-use cachemir_compiler::passes::decompose::Decompose;
-use cachemir_compiler::passes::{Pass, Pipeline, Recognize, Rewrite};
 use cachemir_compiler::report::{PlanReport, ReportOptions};
 use cachemir_dsl::{LoadOptions, load_file, load_source};
 use cachemir_ir::Graph;
@@ -35,13 +33,7 @@ struct Times {
 
 fn compile(mut graph: Graph) -> (Graph, Lowered, Leveled, Times) {
     let start = Instant::now();
-    let mut pipeline = Pipeline::new()
-        .with(Recognize)
-        .with(Rewrite::default())
-        .with(Decompose::default())
-        .with(AssumeRanges::default());
-    pipeline.run(&mut graph, None, &[], &mut |_, _| {}).unwrap();
-    Approximate::default().run(&mut graph).unwrap();
+    shape_only::prepare(&mut graph);
     let tensor_level = start.elapsed();
     let start = Instant::now();
     let lowered = lower(

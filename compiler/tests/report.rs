@@ -14,18 +14,10 @@ use cachemir_ir::plan::{
 };
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Output};
 
-fn cachemirc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cachemirc"))
-        .args(args)
-        .output()
-        .expect("run cachemirc")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+#[path = "support/binary.rs"]
+mod binary;
+use binary::{cachemirc, text};
 
 fn close(a: f64, b: f64) -> bool {
     (a - b).abs() <= 1e-9 * b.abs().max(1.0)
