@@ -14,11 +14,13 @@
 pub mod backend;
 pub mod error;
 pub mod report;
+pub mod session;
 pub mod sim;
 pub mod vm;
 
 pub use backend::{Backend, BackendError, CiphertextInfo, Client, PlainSlots};
 pub use error::VmError;
 pub use report::{OutputInfo, RangeViolation, Report};
+pub use session::{Session, SessionError, SessionIdentity};
 pub use sim::{SimBackend, SimCiphertext};
 pub use vm::{Execution, Vm, VmOptions, run_cleartext};
