@@ -16,12 +16,14 @@
 //! The JSON dump is the same structure through serde_json.
 
 pub mod cost;
+pub mod hash;
 pub mod isa;
 pub mod levels;
 pub mod parameters;
 pub mod plaintext;
 
 pub use cost::{CostModel, CostModelError, LinearCost};
+pub use hash::{ContentHash, ContentHashError};
 pub use isa::{
     Dst, Dsts, Instruction, Io, Level, Part, Plain, Register, Scalar, Slots, Src, Step, Steps,
 };
