@@ -8,10 +8,13 @@
 //!   instruction, its disassembly and its site.
 //! - [`sim`]: cleartext slot vectors with depth, level and scale bookkeeping and the plan's range
 //!   checks (the fast way to test the compiler); [`sim::execute`] runs a plan on slot vectors.
+//! - [`cpu`]: the CKKS backend on the CPU ([`CpuBackend`]), its keys ([`ClientKeys`],
+//!   [`EvaluationKeys`]) and ciphertext files ([`CiphertextBundle`]).
 //!
-//! The CKKS `cpu` backend and sessions come with issue 9.
+//! Sessions come with issue 9.
 
 pub mod backend;
+pub mod cpu;
 pub mod error;
 pub mod report;
 pub mod session;
@@ -19,6 +22,10 @@ pub mod sim;
 pub mod vm;
 
 pub use backend::{Backend, BackendError, CiphertextInfo, Client, PlainSlots};
+pub use cpu::{
+    CiphertextBundle, ClientKeys, CpuBackend, CpuCiphertext, CpuError, CpuOptions, CpuParameters,
+    EvaluationKeys, Insecure, KeyRequirements,
+};
 pub use error::VmError;
 pub use report::{OutputInfo, RangeViolation, Report};
 pub use session::{Session, SessionError, SessionIdentity};

@@ -29,6 +29,7 @@
 
 pub mod dft;
 pub mod eval_mod;
+mod keys_io;
 pub mod mod_raise;
 pub mod poly_eval;
 pub mod sets;
@@ -514,12 +515,68 @@ impl Bootstrapper {
         eval.add(&eval.level_down(first, level - 1)?, &corr)
     }
 
+    /// Bootstraps `ct` and multiplies the result by `multiplier`, returned at
+    /// [`Self::output_level`] with scale `out_scale` (e.g. the scale a leveled program expects at
+    /// that level, whatever the input's): no level is spent on either, because the factor
+    /// `multiplier · out_scale / ct.scale()` is folded into the scale EvalMod lands on (exact,
+    /// see [`EvalModPoly::evaluate`]) and SlotsToCoeffs carries it through. This undoes a
+    /// compiler's pre-scaling of the input into [−1, 1] for free. The output error is the
+    /// bootstrapping error times |multiplier|.
+    ///
+    /// Errors: as [`Self::bootstrap`]; [`CkksError::InvalidInput`] for a multiplier that is zero,
+    /// not finite or whose folded factor lies outside [2^−30, 2^30], a non-positive
+    /// `out_scale`, or a configuration with META-BTS (its second pass needs the unscaled
+    /// first).
+    pub fn bootstrap_scaled(
+        &self,
+        ct: &Ciphertext,
+        multiplier: f64,
+        out_scale: f64,
+    ) -> Result<Ciphertext> {
+        if self.plan.cfg.meta_bts.is_some() {
+            return Err(CkksError::InvalidInput(
+                "scaled bootstrapping is not available with META-BTS".into(),
+            ));
+        }
+        if !(out_scale.is_finite() && out_scale > 0.0) {
+            return Err(CkksError::InvalidInput(format!(
+                "output scale {out_scale} must be positive"
+            )));
+        }
+        let gain = multiplier.abs() * out_scale / ct.scale;
+        if !(gain.is_finite() && ((-30f64).exp2()..=30f64.exp2()).contains(&gain)) {
+            return Err(CkksError::InvalidInput(format!(
+                "bootstrapping multiplier {multiplier} (factor {gain:e} with the scales) outside \
+                 [2^-30, 2^30]"
+            )));
+        }
+        let out = self.pass(ct, gain, out_scale, &mut |_, _| {})?;
+        if multiplier < 0.0 {
+            self.eval.negate(&out)
+        } else {
+            Ok(out)
+        }
+    }
+
     /// One bootstrapping pass (without the META-BTS refinement) calling `probe(stage,
     /// ciphertext)` after each stage ("raise", "cts", "evalmod", "stc"), for precision analysis
     /// in tests.
     pub fn bootstrap_inspect(
         &self,
         ct: &Ciphertext,
+        probe: &mut dyn FnMut(&str, &Ciphertext),
+    ) -> Result<Ciphertext> {
+        self.pass(ct, 1.0, ct.scale, probe)
+    }
+
+    /// One pass whose output message is `gain` times the input's polynomial, read at
+    /// `out_scale`: EvalMod lands on `gain` times its usual scale while its bookkeeping keeps the
+    /// usual one, so SlotsToCoeffs carries the factor (no level).
+    fn pass(
+        &self,
+        ct: &Ciphertext,
+        gain: f64,
+        out_scale: f64,
         probe: &mut dyn FnMut(&str, &Ciphertext),
     ) -> Result<Ciphertext> {
         let ctx = &self.plan.ctx;
@@ -547,7 +604,6 @@ impl Bootstrapper {
         let keys = &self.keys;
         let gks = &keys.galois;
         let top = ctx.max_level();
-        let in_scale = ct.scale;
         // 1. ModRaise (with encapsulation).
         let mut low = eval.mul_integer(&eval.level_down(ct, 0)?, self.plan.premul)?;
         if let Some(k) = &keys.to_sparse {
@@ -583,14 +639,16 @@ impl Bootstrapper {
         // 4. EvalMod.
         let out_evalmod = self.plan.pass_output_level() + self.plan.cfg.stc_levels;
         let evalmod = |c: &Ciphertext| {
-            self.plan.eval_mod.evaluate(
+            let mut out = self.plan.eval_mod.evaluate(
                 eval,
                 &keys.relin,
                 c,
                 self.plan.cfg.arcsine,
                 out_evalmod,
-                self.plan.evalmod_scale,
-            )
+                self.plan.evalmod_scale * gain,
+            )?;
+            out.set_scale(self.plan.evalmod_scale);
+            Ok::<_, CkksError>(out)
         };
         // Full slots: the two halves are independent (run side by side with several threads).
         let moded = match parts.as_slice() {
@@ -613,7 +671,7 @@ impl Bootstrapper {
             y = eval.rescale(&self.dft(&y, DftKind::SlotsToCoeffs, i)?)?;
         }
         y.slots = n;
-        y.scale = in_scale;
+        y.scale = out_scale;
         probe("stc", &y);
         Ok(y)
     }
