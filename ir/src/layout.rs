@@ -16,6 +16,14 @@ use serde::{Deserialize, Serialize};
 /// The map entry of an empty slot.
 pub const EMPTY: u32 = u32::MAX;
 
+/// The most slots a ciphertext has (N = 2^21): a bound on layouts read from a file.
+pub const MAX_SLOTS: usize = 1 << 20;
+
+/// The most slot-map entries (ciphertexts × slots) of one layout read from a file: 2^26, i.e.
+/// 256 MiB of map and 2048 ciphertexts of 2^15 slots. A file states these counts in a few bytes,
+/// so without a bound a corrupt or hostile plan would make its reader allocate without limit.
+pub const MAX_LAYOUT_SLOTS: usize = 1 << 26;
+
 /// How a layout was built (for reports and for kernels that need a specific packing).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Packing {
@@ -78,8 +86,16 @@ pub enum LayoutError {
         expected: usize,
         slots: usize,
     },
-    #[error("a layout needs a power-of-two slot count, got {0}")]
+    #[error("a layout needs a power-of-two slot count up to {MAX_SLOTS}, got {0}")]
     Slots(usize),
+    #[error(
+        "layout of shape {shape:?} in {ciphertexts} ciphertexts of {slots} slots: more than {MAX_LAYOUT_SLOTS} slots or elements"
+    )]
+    TooLarge {
+        shape: Vec<usize>,
+        ciphertexts: usize,
+        slots: usize,
+    },
 }
 
 impl Layout {
@@ -283,6 +299,15 @@ impl Layout {
             return Err(LayoutError::Slots(self.slots));
         }
         let elements = self.elements();
+        // Every element needs a slot: more elements than slots leaves one out (and would make
+        // `seen` as large as the shape claims).
+        let capacity = self.ciphertexts() * self.slots;
+        if elements > capacity {
+            return Err(LayoutError::Missing {
+                shape: self.shape.clone(),
+                element: capacity,
+            });
+        }
         let mut seen = vec![false; elements];
         for (c, map) in self.map.iter().enumerate() {
             if map.len() != self.slots {
@@ -380,7 +405,21 @@ pub fn map_of_runs(
     slots: usize,
     shape: &[usize],
 ) -> Result<Vec<Vec<u32>>, LayoutError> {
-    let elements: usize = shape.iter().product();
+    let too_large = || LayoutError::TooLarge {
+        shape: shape.to_vec(),
+        ciphertexts,
+        slots,
+    };
+    let elements = shape
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .ok_or_else(too_large)?;
+    if ciphertexts
+        .checked_mul(slots)
+        .is_none_or(|n| n > MAX_LAYOUT_SLOTS)
+    {
+        return Err(too_large());
+    }
     let mut map = vec![vec![EMPTY; slots]; ciphertexts];
     for run in runs {
         let c = run.ciphertext as usize;
@@ -393,11 +432,12 @@ pub fn map_of_runs(
             });
         }
         for k in 0..run.count as usize {
-            let e = run.element as i64 + run.step * k as i64;
-            if e < 0 || e as usize >= elements {
+            // i128: no overflow for any u32 element, i64 step and u32 count.
+            let e = i128::from(run.element) + i128::from(run.step) * k as i128;
+            if e < 0 || e >= elements as i128 || e >= i128::from(EMPTY) {
                 return Err(LayoutError::ElementOutOfRange {
                     shape: shape.to_vec(),
-                    element: e.max(0) as u64,
+                    element: e.clamp(0, i128::from(u64::MAX)) as u64,
                     elements,
                 });
             }
@@ -433,7 +473,7 @@ impl TryFrom<CompactLayout> for Layout {
     type Error = LayoutError;
 
     fn try_from(compact: CompactLayout) -> Result<Self, LayoutError> {
-        if !compact.slots.is_power_of_two() || compact.slots > 1 << 20 {
+        if !compact.slots.is_power_of_two() || compact.slots > MAX_SLOTS {
             return Err(LayoutError::Slots(compact.slots));
         }
         let map = map_of_runs(

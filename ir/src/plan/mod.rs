@@ -16,6 +16,8 @@
 //! The JSON dump is the same structure through serde_json.
 
 pub mod cost;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod hash;
 pub mod isa;
 pub mod levels;
@@ -154,17 +156,32 @@ impl Plan {
 
     /// Checks what an executor relies on: version, layouts, register numbers, that every
     /// register is written before it is read, plaintext and input/output indices, rotation steps
-    /// listed, and one site per instruction.
+    /// listed, and one site per instruction. The slot count is a power of two up to
+    /// [`MAX_SLOTS`](crate::layout::MAX_SLOTS), and a plan declares no more registers than its
+    /// instructions write, so what an executor allocates per slot or register is bounded by the
+    /// plan's size.
     pub fn validate(&self) -> Result<(), PlanError> {
         if self.version != PLAN_FORMAT_VERSION {
             return Err(PlanError::Version {
                 found: self.version,
             });
         }
-        if !self.slots.is_power_of_two() {
+        if !self.slots.is_power_of_two() || self.slots > crate::layout::MAX_SLOTS {
             return Err(PlanError::Invalid(format!(
-                "slot count {} is not a power of two",
-                self.slots
+                "slot count {} is not a power of two up to {}",
+                self.slots,
+                crate::layout::MAX_SLOTS
+            )));
+        }
+        let writes: usize = self
+            .instructions
+            .iter()
+            .map(|i| i.registers().1.len())
+            .sum();
+        if self.registers as usize > writes {
+            return Err(PlanError::Invalid(format!(
+                "{} registers declared; the instructions write {writes}",
+                self.registers
             )));
         }
         for io in self.inputs.iter().chain(&self.outputs) {

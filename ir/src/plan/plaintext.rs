@@ -94,11 +94,15 @@ impl Plaintext {
                 for run in runs {
                     for k in 0..run.count as usize {
                         let s = run.slot as usize + k;
-                        let e = run.element as i64 + run.step * k as i64;
-                        if s >= slots || e < 0 {
-                            return Err(PlanError::Invalid("plaintext run out of range".into()));
-                        }
-                        out[s] = scale * element(e as usize)?;
+                        // i128: no overflow for any u32 element, i64 step and u32 count.
+                        let e = i128::from(run.element) + i128::from(run.step) * k as i128;
+                        let e = usize::try_from(e)
+                            .ok()
+                            .filter(|_| s < slots)
+                            .ok_or_else(|| {
+                                PlanError::Invalid("plaintext run out of range".into())
+                            })?;
+                        out[s] = scale * element(e)?;
                     }
                 }
             }
