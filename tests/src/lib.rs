@@ -7,6 +7,7 @@ use cachemir_compiler::reference::Case;
 use cachemir_ir::interp::Value;
 use cachemir_ir::plan::{Plan, TensorRef};
 use cachemir_ir::{Graph, Interpreter, Precision, Tensor};
+use cachemir_vm::{Client, Report, run_cleartext};
 use ndarray::ArrayD;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -199,6 +200,29 @@ pub fn run_sim(
     graph: &Graph,
     case: &Case,
 ) -> HashMap<String, Vec<f64>> {
+    run_backend(
+        &cachemir_vm::SimBackend::for_plan(plan),
+        lowered,
+        plan,
+        graph,
+        case,
+    )
+    .0
+}
+
+/// Runs a plan on any [`Client`] backend for one case (as [`run_sim`]: client and public
+/// programs in f64, weights from the graph, inputs encrypted at their declared levels and
+/// outputs decrypted and decoded by the plan's layouts), with the run's report.
+///
+/// # Panics
+/// On any failure (test helper).
+pub fn run_backend<B: Client>(
+    backend: &B,
+    lowered: &Lowered,
+    plan: &Plan,
+    graph: &Graph,
+    case: &Case,
+) -> (HashMap<String, Vec<f64>>, Report) {
     plan.validate().unwrap();
     let client = run_program(&plan.client_program, &case.inputs);
     let public = run_program(&plan.public_program, &case.inputs);
@@ -221,12 +245,15 @@ pub fn run_sim(
             io.layout.encode(&values).unwrap()
         })
         .collect();
-    let outputs = cachemir_vm::sim::execute(plan, &tensors, &inputs).unwrap();
-    plan.outputs
+    let (outputs, report) = run_cleartext(backend, plan, &tensors, &inputs)
+        .unwrap_or_else(|e| panic!("{} backend: {e}", backend.name()));
+    let outputs = plan
+        .outputs
         .iter()
         .zip(outputs)
         .map(|(io, slots)| (io.name.clone(), io.layout.decode(&slots).unwrap()))
-        .collect()
+        .collect();
+    (outputs, report)
 }
 
 /// Lowers a graph at [`SLOTS`] slots, printing the counts and the costliest sites.
@@ -234,11 +261,19 @@ pub fn run_sim(
 /// # Panics
 /// If lowering fails (test helper).
 pub fn lower_model(graph: &Graph, model: &str) -> Lowered {
+    lower_model_at(graph, model, SLOTS)
+}
+
+/// Lowers a graph at `slots` slots per ciphertext, printing the counts and the costliest sites.
+///
+/// # Panics
+/// If lowering fails (test helper).
+pub fn lower_model_at(graph: &Graph, model: &str, slots: usize) -> Lowered {
     let start = std::time::Instant::now();
     let lowered = lower(
         graph,
         &LowerOptions {
-            slots: SLOTS,
+            slots,
             period: None,
             weights_file: "w.safetensors".into(),
         },
