@@ -1,6 +1,7 @@
 //! `cachemir bench`: medians of the CKKS primitives at one parameter set, as a table or as JSON
 //! (`{"params": {...}, "threads", "results": [{"op", "level", "median_ms", "runs"}]}`) for
-//! `../shared/anchors/compare.py` and the compiler's cost model.
+//! `../shared/anchors/compare.py`; `--bootstrap` times bootstrapping ([`bootstrap`]); `--plan`
+//! times every instruction class a plan uses and writes the compiler's cost model ([`plan`]).
 
 use std::time::Instant;
 
@@ -12,13 +13,15 @@ use cachemir_ckks::{
 use clap::Args;
 
 mod bootstrap;
+mod plan;
 
 /// Options of `cachemir bench`.
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// Parameter set (N16Boot, N17Boot, or ToyN12/ToyN13 with --insecure).
-    #[arg(long, default_value = "N16Boot")]
-    params: String,
+    /// Parameter set (N16Boot, N17Boot, or ToyN12/ToyN13 with --insecure; default N16Boot, or
+    /// with --plan the plan's own set).
+    #[arg(long)]
+    params: Option<String>,
     /// Allow insecure (Toy…) parameter sets.
     #[arg(long)]
     insecure: bool,
@@ -40,6 +43,31 @@ pub struct BenchArgs {
     /// Message slots for --bootstrap (power of two ≤ N/2; default N/2).
     #[arg(long)]
     slots: Option<usize>,
+    /// Time every instruction class this plan uses, at levels spanning those it uses, and write
+    /// the fitted cost model (JSON for `cachemirc report --cost-model`) to `-o`.
+    #[arg(long, value_name = "PLAN", conflicts_with_all = ["bootstrap", "ops", "json"], requires = "output")]
+    plan: Option<std::path::PathBuf>,
+    /// The cost model file --plan writes.
+    #[arg(short = 'o', long, value_name = "COST.json", requires = "plan")]
+    output: Option<std::path::PathBuf>,
+}
+
+impl BenchArgs {
+    /// The parameter set's name: `--params`, else `default`.
+    fn params_or<'a>(&'a self, default: &'a str) -> &'a str {
+        self.params.as_deref().unwrap_or(default)
+    }
+}
+
+/// Checks `--threads` and `--runs` and sizes rayon's global pool.
+fn thread_pool(args: &BenchArgs) -> Result<()> {
+    if args.threads == 0 || args.runs == 0 {
+        bail!("--threads and --runs must be at least 1");
+    }
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(args.threads)
+        .build_global()
+        .context("configuring the thread pool")
 }
 
 struct Row {
@@ -76,7 +104,6 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
-/// Times `f` `runs` times after one warm-up; returns the median in ms and the last output.
 /// The `params` object of the bench JSON: the parameter set's shape and its security level
 /// in bits (0 for the insecure toy sets).
 fn params_json(p: &cachemir_ckks::params::CkksParameters, security_bits: u32) -> serde_json::Value {
@@ -92,6 +119,7 @@ fn params_json(p: &cachemir_ckks::params::CkksParameters, security_bits: u32) ->
     })
 }
 
+/// Times `f` `runs` times after one warm-up; returns the median in ms and the last output.
 fn time<T>(runs: usize, mut f: impl FnMut() -> Result<T>) -> Result<(f64, T)> {
     let mut out = f()?;
     let mut t = Vec::with_capacity(runs);
@@ -105,13 +133,16 @@ fn time<T>(runs: usize, mut f: impl FnMut() -> Result<T>) -> Result<(f64, T)> {
 }
 
 pub fn run(args: &BenchArgs) -> Result<()> {
+    if let (Some(plan), Some(output)) = (&args.plan, &args.output) {
+        return plan::run(args, plan, output);
+    }
     if args.bootstrap {
         return bootstrap::run(args);
     }
-    let set = ParamSet::from_name(&args.params).with_context(|| {
+    let name = args.params_or("N16Boot");
+    let set = ParamSet::from_name(name).with_context(|| {
         format!(
-            "unknown parameter set `{}` (known: {})",
-            args.params,
+            "unknown parameter set `{name}` (known: {})",
             ParamSet::ALL.map(|s| s.name()).join(", ")
         )
     })?;
@@ -121,13 +152,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             set.name()
         );
     }
-    if args.threads == 0 || args.runs == 0 {
-        bail!("--threads and --runs must be at least 1");
-    }
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(args.threads)
-        .build_global()
-        .context("configuring the thread pool")?;
+    thread_pool(args)?;
     let security = if set.is_toy() {
         Security::InsecureForTesting
     } else {

@@ -9,7 +9,7 @@ use cachemir_ckks::{
     CkksContext, Complex64, Csprng, Decryptor, Encoder, Encryptor, KeyGenerator, Security,
 };
 
-use super::{BenchArgs, params_json, time};
+use super::{BenchArgs, params_json, thread_pool, time};
 
 /// −log2 max |want − got| over complex slots.
 fn precision_bits(want: &[Complex64], got: &[Complex64]) -> f64 {
@@ -22,18 +22,13 @@ fn precision_bits(want: &[Complex64], got: &[Complex64]) -> f64 {
 }
 
 pub fn run(args: &BenchArgs) -> Result<()> {
-    if args.threads == 0 || args.runs == 0 {
-        bail!("--threads and --runs must be at least 1");
-    }
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(args.threads)
-        .build_global()
-        .context("configuring the thread pool")?;
+    thread_pool(args)?;
     // The primitive benches default to N16Boot; bootstrapping needs its own chain.
-    let name = if args.params.eq_ignore_ascii_case("N16Boot") {
+    let name = args.params_or("N16BootFull");
+    let name = if name.eq_ignore_ascii_case("N16Boot") {
         "N16BootFull"
     } else {
-        args.params.as_str()
+        name
     };
     let set = BootParamSet::from_name(name).with_context(|| {
         format!(
