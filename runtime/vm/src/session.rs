@@ -118,6 +118,15 @@ struct Manifest {
     metadata: serde_json::Value,
 }
 
+impl Manifest {
+    /// Bytes of the data file (`None` if the sizes overflow: a corrupt manifest).
+    fn total_bytes(&self) -> Option<u64> {
+        self.blobs
+            .iter()
+            .try_fold(0u64, |n, b| n.checked_add(b.bytes))
+    }
+}
+
 /// Where [`Session::commit_step_interrupted`] stops, as if the process were killed there.
 #[doc(hidden)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -213,7 +222,7 @@ impl Session {
         remove_leftovers(&dir, manifest.data.as_deref())?;
         let session = Self { dir, manifest };
         if let Some(path) = session.data_path() {
-            let expected: u64 = session.manifest.blobs.iter().map(|b| b.bytes).sum();
+            let expected = session.manifest.total_bytes().unwrap_or(u64::MAX);
             let found = fs::metadata(&path)
                 .map_err(|e| SessionError::Corrupt {
                     path: path.clone(),
@@ -279,7 +288,7 @@ impl Session {
             path: path.clone(),
             message,
         };
-        let expected: u64 = self.manifest.blobs.iter().map(|b| b.bytes).sum();
+        let expected = self.manifest.total_bytes().unwrap_or(u64::MAX);
         if data.len() as u64 != expected {
             return Err(corrupt(format!(
                 "{} bytes; the manifest lists {expected}",
@@ -447,6 +456,9 @@ fn parse_manifest(path: &Path, text: &str) -> Result<Manifest> {
             "step {} with data file {:?}",
             manifest.step, manifest.data
         )));
+    }
+    if manifest.total_bytes().is_none() {
+        return Err(error("blob sizes overflow".into()));
     }
     Ok(manifest)
 }

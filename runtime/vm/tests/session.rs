@@ -201,6 +201,16 @@ fn unreadable_manifests_are_typed_errors() {
         Session::open(dir.path(), identity()),
         Err(SessionError::Manifest { .. })
     ));
+    // Blob sizes whose sum overflows.
+    fs::write(&manifest, &text).unwrap();
+    let mut session = Session::open(dir.path(), identity()).unwrap();
+    session.commit_step(&states(1, 2), json!(null)).unwrap();
+    let mut value: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&manifest).unwrap()).unwrap();
+    value["blobs"][0]["bytes"] = u64::MAX.into();
+    fs::write(&manifest, value.to_string()).unwrap();
+    let err = Session::open(dir.path(), identity()).unwrap_err();
+    assert!(err.to_string().contains("blob sizes overflow"), "{err}");
 }
 
 #[test]
