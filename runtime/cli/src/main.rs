@@ -1,13 +1,14 @@
 //! `cachemir`: the Cachemir runtime CLI (client and server sides of private inference).
 //!
-//! `bench` measures the CKKS primitives on this machine; `run --backend sim` executes a plan on
-//! cleartext slots. The other subcommands arrive with the runtime issues and currently exit with
-//! code 2. Exit codes: 0 success, 1 runtime failure, 2 usage or input error.
+//! Client: `keygen` (secret key and the evaluation keys a plan lists), `encrypt`, `decrypt`
+//! (noise-flooded); server: `run` (on ciphertexts with the `cpu` backend, or a case file in the
+//! clear with `sim`); `bench` measures the CKKS primitives on this machine. `generate` arrives
+//! with the sessions. Exit codes: 0 success, 1 runtime failure, 2 usage or input error.
 
 mod alloc_tuning;
 mod bench;
 
-use cachemir_cli::run;
+use cachemir_cli::{decrypt, encrypt, exit, keygen, run};
 
 use std::process::ExitCode;
 
@@ -18,9 +19,13 @@ Examples:
   cachemir bench                                   # N16Boot set, 1 thread, table
   cachemir bench --threads 2 --json > ours.json    # machine-readable medians
   cachemir bench --params ToyN13 --insecure        # toy sets need --insecure
-  cachemir keygen model.plan -o keys/              # (issue 8)
+  cachemir keygen model.plan -o keys/                        # client: secret.key (0600) + eval/
+  cachemir encrypt keys/ model.plan case0.json -o in.ct      # client: inputs from a case file
+  cachemir encrypt keys/ model.plan input_ids=ids.npy -o in.ct   # … or from .npy files
+  cachemir run model.plan --keys keys/eval --input in.ct -o out.ct --threads 2   # server
+  cachemir decrypt keys/ model.plan out.ct -o out/           # client: one .npy per output
   cachemir run model.plan --backend sim --inputs case0.json --out out/   # cleartext slots
-  cachemir run model.plan --keys keys/eval --input input.ct -o out.ct   # (issue 8)";
+  cachemir keygen toy.plan -o keys/ --insecure               # toy (insecure) sets need --insecure";
 
 #[derive(Parser, Debug)]
 #[command(name = "cachemir", version, about = "Cachemir runtime: private transformer inference under CKKS", after_help = EXAMPLES)]
@@ -32,25 +37,13 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Client: generate the secret key and the evaluation keys a plan needs.
-    Keygen {
-        /// Arguments (not yet implemented).
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
-    },
-    /// Client: encrypt an input tensor (.npy).
-    Encrypt {
-        /// Arguments (not yet implemented).
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
-    },
-    /// Server: run a plan (`--backend sim`: on cleartext slots, from a case file).
-    Run(run::RunArgs),
-    /// Client: decrypt an output (.npy).
-    Decrypt {
-        /// Arguments (not yet implemented).
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
-    },
+    Keygen(keygen::KeygenArgs),
+    /// Client: encrypt a plan's inputs (.npy files or a case file) into a ciphertext file.
+    Encrypt(encrypt::EncryptArgs),
+    /// Server: run a plan on a ciphertext file (`--backend sim`: on a case file in the clear).
+    Run(run::RunCommand),
+    /// Client: decrypt a ciphertext file's outputs into .npy files (noise-flooded).
+    Decrypt(decrypt::DecryptArgs),
     /// Demo: client and server in one process, generating tokens.
     Generate {
         /// Arguments (not yet implemented).
@@ -70,20 +63,10 @@ fn main() -> ExitCode {
     alloc_tuning::tune();
     let cli = Cli::parse();
     match cli.command {
-        Command::Keygen { .. } => not_yet("keygen", 8),
-        Command::Encrypt { .. } => not_yet("encrypt", 8),
-        Command::Run(args) => match run::run(&args) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                if e.downcast_ref::<run::InputError>().is_some() {
-                    ExitCode::from(2)
-                } else {
-                    ExitCode::from(1)
-                }
-            }
-        },
-        Command::Decrypt { .. } => not_yet("decrypt", 8),
+        Command::Keygen(args) => exit::report(keygen::run(&args)),
+        Command::Encrypt(args) => exit::report(encrypt::run(&args)),
+        Command::Run(args) => exit::report(run::command(&args)),
+        Command::Decrypt(args) => exit::report(decrypt::run(&args)),
         Command::Generate { .. } => not_yet("generate", 9),
         Command::Bench(args) => match bench::run(&args) {
             Ok(()) => ExitCode::SUCCESS,

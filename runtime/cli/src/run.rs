@@ -1,37 +1,67 @@
-//! `cachemir run PLAN --backend sim --inputs CASE.json --out DIR`: runs a plan end to end on a
-//! reference case — the client program and the encoding of the encrypted inputs, the plan on the
-//! backend, the decoding of the outputs — and writes each output as `.npy` (f32) into `DIR`, named
-//! as `cachemirc eval` names them, so the two can be compared file by file.
+//! `cachemir run`: two flows.
+//!
+//! - Encrypted (the server): `cachemir run PLAN --keys KEYDIR/eval --input IN.ct -o OUT.ct
+//!   [--backend cpu] [--threads N]` runs the plan on the ciphertexts of `IN.ct` with the
+//!   evaluation keys and writes the outputs (and KV-cache states) to `OUT.ct` ([`crate::server`]).
+//! - Cleartext: `cachemir run PLAN --backend sim --inputs CASE.json --out DIR` runs a plan end to
+//!   end on a reference case — the client program and the encoding of the encrypted inputs, the
+//!   plan on slot vectors, the decoding of the outputs — and writes each output as `.npy` (f32)
+//!   into `DIR`, named as `cachemirc eval` names them, so the two can be compared file by file.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow};
-use cachemir_ir::case::{Case, output_file_name};
-use cachemir_ir::npy::write_npy;
+use cachemir_ir::case::Case;
 use cachemir_ir::plan::{Plan, TensorRef};
-use cachemir_ir::{Graph, Interpreter, Precision, Tensor};
 use cachemir_vm::{SimBackend, VmError, run_cleartext};
 use clap::{Args, ValueEnum};
-use ndarray::{ArrayD, IxDyn};
 use safetensors::{Dtype, SafeTensors};
 
-/// Options of `cachemir run`.
+use crate::client::{encode_inputs, load_plan, output_path, plan_dir, public_values, write_output};
+
+/// The arguments of `cachemir run`.
 #[derive(Args, Debug)]
-pub struct RunArgs {
+pub struct RunCommand {
     /// The plan file (binary, as `cachemirc compile` writes it); its weights file is found
     /// relative to it.
     pub plan: PathBuf,
-    /// Where to execute: `sim` runs cleartext slot vectors (no encryption) with depth, level and
-    /// scale bookkeeping, the plan's range checks and, for leveled plans, the level rules and
-    /// bootstrap input ranges.
-    #[arg(long, value_enum)]
+    /// Where to execute: `cpu` runs CKKS ciphertexts (`--keys`, `--input`, `-o`); `sim` runs
+    /// cleartext slot vectors (no encryption) from a case file (`--inputs`, `--out`) with depth,
+    /// level and scale bookkeeping, the plan's range checks and, for leveled plans, the level
+    /// rules and bootstrap input ranges.
+    #[arg(long, value_enum, default_value = "cpu")]
     pub backend: BackendArg,
-    /// The case file (JSON naming `.npy` inputs, as in `../shared/models/*/caseN.json`).
+    /// The evaluation-key folder (`KEYDIR/eval`, from `cachemir keygen`).
+    #[arg(long, requires = "input")]
+    pub keys: Option<PathBuf>,
+    /// The ciphertext file (from `cachemir encrypt`).
+    #[arg(long, requires = "keys")]
+    pub input: Option<PathBuf>,
+    /// The ciphertext file to write (outputs and KV-cache states).
+    #[arg(short = 'o', long = "output", requires = "input")]
+    pub output: Option<PathBuf>,
+    /// Worker threads (default: all cores).
     #[arg(long)]
+    pub threads: Option<usize>,
+    /// Accept toy (insecure) parameter sets.
+    #[arg(long)]
+    pub insecure: bool,
+    /// `--backend sim`: the case file (JSON naming `.npy` inputs, as in
+    /// `../shared/models/*/caseN.json`).
+    #[arg(long, conflicts_with = "input")]
+    pub inputs: Option<PathBuf>,
+    /// `--backend sim`: output folder, one `.npy` (f32) per encrypted output of the plan.
+    #[arg(long, requires = "inputs")]
+    pub out: Option<PathBuf>,
+}
+
+/// The cleartext flow's options (`cachemir run PLAN --backend sim --inputs CASE --out DIR`).
+#[derive(Debug, Clone)]
+pub struct RunArgs {
+    pub plan: PathBuf,
+    pub backend: BackendArg,
     pub inputs: PathBuf,
-    /// Output folder: one `.npy` (f32) per encrypted output of the plan.
-    #[arg(long)]
     pub out: PathBuf,
 }
 
@@ -40,30 +70,60 @@ pub struct RunArgs {
 pub enum BackendArg {
     /// Cleartext slot vectors.
     Sim,
-    /// CKKS on the CPU (issue 9).
+    /// CKKS on the CPU.
     Cpu,
     /// CKKS on an NVIDIA GPU (issue 10).
     Cuda,
 }
 
-/// An error that is the user's input's fault (exit code 2); anything else exits 1.
-#[derive(Debug)]
-pub struct InputError(anyhow::Error);
+pub use crate::exit::{InputError, input_error};
 
-impl std::fmt::Display for InputError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:#}", self.0)
+/// Runs `cachemir run` in the flow its arguments name (see the module documentation).
+///
+/// # Errors
+/// Input errors (exit 2) for arguments of neither flow or a backend the flow does not take,
+/// and as [`run`] and [`crate::server::run`].
+pub fn command(args: &RunCommand) -> Result<()> {
+    if let Some(threads) = args.threads {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads.max(1))
+            .build_global()
+            .map_err(|e| input_error(anyhow!("--threads {threads}: {e}")))?;
+    }
+    match (
+        &args.keys,
+        &args.input,
+        &args.output,
+        &args.inputs,
+        &args.out,
+    ) {
+        (Some(keys), Some(input), Some(output), None, None) => {
+            if args.backend != BackendArg::Cpu {
+                return Err(input_error(anyhow!(
+                    "ciphertext files run on --backend cpu; --backend sim runs a case file in the clear (--inputs CASE.json --out DIR)"
+                )));
+            }
+            crate::server::run(&crate::server::ServeArgs {
+                plan: args.plan.clone(),
+                keys: keys.clone(),
+                input: input.clone(),
+                output: output.clone(),
+                insecure: args.insecure,
+            })
+        }
+        (None, None, None, Some(inputs), Some(out)) => run(&RunArgs {
+            plan: args.plan.clone(),
+            backend: args.backend,
+            inputs: inputs.clone(),
+            out: out.clone(),
+        }),
+        _ => Err(input_error(anyhow!(
+            "give --keys KEYDIR/eval --input IN.ct -o OUT.ct (encrypted), or --backend sim --inputs CASE.json --out DIR (cleartext)"
+        ))),
     }
 }
 
-impl std::error::Error for InputError {}
-
-/// Wraps `e` as an [`InputError`].
-pub fn input_error(e: impl Into<anyhow::Error>) -> anyhow::Error {
-    anyhow::Error::new(InputError(e.into()))
-}
-
-/// Runs `cachemir run` (see the module documentation) and prints a summary.
+/// Runs the cleartext flow (see the module documentation) and prints a summary.
 ///
 /// # Errors
 /// [`InputError`] for unreadable or inconsistent plans, weights and cases (exit 2); other errors
@@ -74,7 +134,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
         BackendArg::Sim => {}
         BackendArg::Cpu => {
             return Err(input_error(anyhow!(
-                "--backend cpu is not yet implemented (issue 9)"
+                "--backend cpu runs ciphertext files (cachemir encrypt, then --keys KEYDIR/eval --input IN.ct -o OUT.ct); case files run on --backend sim"
             )));
         }
         BackendArg::Cuda => {
@@ -83,60 +143,12 @@ pub fn run(args: &RunArgs) -> Result<()> {
             )));
         }
     }
-    let bytes = std::fs::read(&args.plan)
-        .with_context(|| format!("reading {}", args.plan.display()))
-        .map_err(input_error)?;
-    let plan = Plan::from_bytes(&bytes)
-        .with_context(|| format!("reading {}", args.plan.display()))
-        .map_err(input_error)?;
-    let dir = args.plan.parent().unwrap_or(Path::new("."));
-    let mut tensors = load_weights(&plan, dir).map_err(input_error)?;
+    let plan = load_plan(&args.plan)?;
+    let mut tensors = load_weights(&plan, plan_dir(&args.plan)).map_err(input_error)?;
     let case = Case::load(&args.inputs).map_err(input_error)?;
-
-    let client = run_program(&plan.client_program, "client", &case).map_err(input_error)?;
-    let states: Vec<&str> = plan.states.iter().map(|s| s.input.as_str()).collect();
-    let mut inputs = Vec::with_capacity(plan.inputs.len());
-    for io in &plan.inputs {
-        let tensor = if states.contains(&io.name.as_str()) {
-            case.inputs.get(&io.name)
-        } else {
-            client.get(&io.name).or_else(|| case.inputs.get(&io.name))
-        };
-        let tensor = tensor.ok_or_else(|| {
-            input_error(anyhow!(
-                "encrypted input `{}`: neither in the case file nor produced by the plan's client program",
-                io.name
-            ))
-        })?;
-        if tensor.shape() != io.layout.shape.as_slice() {
-            return Err(input_error(anyhow!(
-                "encrypted input `{}` has shape {:?}; the plan's layout expects {:?}",
-                io.name,
-                tensor.shape(),
-                io.layout.shape
-            )));
-        }
-        let values: Vec<f64> = tensor.to_f64().iter().copied().collect();
-        let slots = io
-            .layout
-            .encode(&values)
-            .with_context(|| format!("encoding input `{}`", io.name))
-            .map_err(input_error)?;
-        inputs.push(slots);
-    }
-
-    let public = run_program(&plan.public_program, "public", &case).map_err(input_error)?;
-    for plaintext in &plan.plaintexts {
-        let Some(TensorRef::Public(name)) = plaintext.tensor() else {
-            continue;
-        };
-        let reference = TensorRef::Public(name.clone());
-        if tensors.contains_key(&reference) {
-            continue;
-        }
-        if let Some(tensor) = public.get(name).or_else(|| case.inputs.get(name)) {
-            tensors.insert(reference, tensor.to_f64().iter().copied().collect());
-        }
+    let inputs = encode_inputs(&plan, &case.inputs)?;
+    for t in public_values(&plan, &case.inputs)? {
+        tensors.entry(TensorRef::Public(t.name)).or_insert(t.values);
     }
 
     let backend = SimBackend::for_plan(&plan);
@@ -145,17 +157,8 @@ pub fn run(args: &RunArgs) -> Result<()> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     for (io, parts) in plan.outputs.iter().zip(&outputs) {
-        let values = io
-            .layout
-            .decode(parts)
-            .with_context(|| format!("decoding output `{}`", io.name))?;
-        let array = ArrayD::from_shape_vec(
-            IxDyn(&io.layout.shape),
-            values.iter().map(|&v| v as f32).collect(),
-        )
-        .with_context(|| format!("output `{}`", io.name))?;
-        let path = args.out.join(output_file_name(&io.name));
-        write_npy(&path, &Tensor::F32(array))?;
+        let path = output_path(&args.out, &io.name);
+        write_output(io, parts, &path)?;
         println!("wrote {}", path.display());
     }
     println!("plan {}: {} slots", plan.name, plan.slots);
@@ -167,7 +170,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
 /// VM errors caused by what the user gave (plan, weights, case) exit 2; execution failures exit
 /// 1: failing instructions, a leveled plan breaking the level rules (out of levels, mismatched
 /// levels or scales, outputs at the wrong level) and bootstrap inputs outside [−1, 1].
-fn classify(e: VmError) -> anyhow::Error {
+pub(crate) fn classify(e: VmError) -> anyhow::Error {
     match e {
         VmError::Instruction { .. }
         | VmError::Levels(_)
@@ -227,31 +230,6 @@ pub fn load_weights(plan: &Plan, dir: &Path) -> Result<HashMap<TensorRef, Vec<f6
         tensors.insert(TensorRef::Weight(name.clone()), values);
     }
     Ok(tensors)
-}
-
-/// Runs a plan program (Tensor IR as JSON; empty = none) on the case inputs it reads, in f64.
-///
-/// # Errors
-/// The JSON is not a valid graph, or a case input is missing or of the wrong type.
-fn run_program(json: &str, which: &str, case: &Case) -> Result<HashMap<String, Tensor>> {
-    if json.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let graph: Graph = serde_json::from_str(json)
-        .with_context(|| format!("the plan's {which} program is not a Tensor IR graph"))?;
-    graph
-        .verify()
-        .with_context(|| format!("the plan's {which} program"))?;
-    let wanted: Vec<&str> = graph.inputs().iter().map(|i| graph.input_name(i)).collect();
-    let inputs: HashMap<String, Tensor> = case
-        .inputs
-        .iter()
-        .filter(|(name, _)| wanted.contains(&name.as_str()))
-        .map(|(n, t)| (n.clone(), t.clone()))
-        .collect();
-    Interpreter::new(&graph, Precision::F64)
-        .run(&inputs)
-        .with_context(|| format!("running the plan's {which} program on the case"))
 }
 
 #[cfg(test)]

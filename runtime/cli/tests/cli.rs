@@ -1,4 +1,4 @@
-//! The `cachemir` binary: unimplemented subcommands exit 2 (`run`: see `tests/run.rs`), toy sets need `--insecure`, and
+//! The `cachemir` binary: `generate` (not yet implemented) and usage errors of the client and server commands exit 2 (`run`: see `tests/run.rs`), toy sets need `--insecure`, and
 //! `bench --json` prints the documented object.
 
 use std::process::Command;
@@ -21,18 +21,30 @@ fn help_and_version() {
 
 #[test]
 fn unimplemented_subcommands_exit_2() {
-    for (cmd, issue) in [
-        ("keygen", 8),
-        ("encrypt", 8),
-        ("decrypt", 8),
-        ("generate", 9),
+    let out = cachemir(&["generate", "x"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not yet implemented (issue 9)"), "{err}");
+}
+
+/// Missing or mixed arguments of the client and server commands are usage errors.
+#[test]
+fn client_and_server_usage_errors_exit_2() {
+    for args in [
+        &["keygen", "x.plan"][..],
+        &["encrypt", "keys", "x.plan", "-o", "in.ct"],
+        &["decrypt", "keys", "x.plan"],
+        &["run", "x.plan"],
+        &["run", "x.plan", "--keys", "k", "--input", "in.ct"],
+        &["run", "x.plan", "--inputs", "case.json", "--input", "in.ct"],
+        &["keygen", "missing.plan", "-o", "keys"],
     ] {
-        let out = cachemir(&[cmd, "x"]);
-        assert_eq!(out.status.code(), Some(2), "{cmd}");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            err.contains(&format!("not yet implemented (issue {issue})")),
-            "{cmd}: {err}"
+        let out = cachemir(args);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
         );
     }
 }

@@ -375,7 +375,11 @@ fn bad_inputs_exit_2_with_a_clear_message() {
         "o",
     ]);
     assert_eq!(output.status.code(), Some(2));
-    assert!(stderr(&output).contains("not yet implemented (issue 9)"));
+    assert!(
+        stderr(&output).contains("case files run on --backend sim"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
