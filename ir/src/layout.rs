@@ -19,10 +19,32 @@ pub const EMPTY: u32 = u32::MAX;
 /// The most slots a ciphertext has (N = 2^21): a bound on layouts read from a file.
 pub const MAX_SLOTS: usize = 1 << 20;
 
-/// The most slot-map entries (ciphertexts × slots) of one layout read from a file: 2^26, i.e.
-/// 256 MiB of map and 2048 ciphertexts of 2^15 slots. A file states these counts in a few bytes,
-/// so without a bound a corrupt or hostile plan would make its reader allocate without limit.
-pub const MAX_LAYOUT_SLOTS: usize = 1 << 26;
+/// The most slot-map entries (ciphertexts × slots) of one layout read from a file: 2^28, i.e.
+/// 1 GiB of map and 8192 ciphertexts of 2^15 slots. A file states these counts in a few bytes,
+/// so without a bound a corrupt or hostile file would make its reader allocate without limit;
+/// [`with_decode_budget`] bounds all the layouts of one decoding together.
+pub const MAX_LAYOUT_SLOTS: usize = 1 << 28;
+
+thread_local! {
+    /// Slot-map entries the layouts decoded on this thread may still expand to; `None` outside
+    /// [`with_decode_budget`].
+    static DECODE_BUDGET: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+/// Runs `decode` (a deserialization of untrusted bytes on this thread) with at most `entries`
+/// slot-map entries (ciphertexts × slots) over all the layouts it expands; a layout past the
+/// budget fails with [`LayoutError::OverBudget`].
+pub fn with_decode_budget<T>(entries: usize, decode: impl FnOnce() -> T) -> T {
+    /// Restores the enclosing budget, also when `decode` panics.
+    struct Restore(Option<usize>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            DECODE_BUDGET.set(self.0);
+        }
+    }
+    let _restore = Restore(DECODE_BUDGET.replace(Some(entries)));
+    decode()
+}
 
 /// How a layout was built (for reports and for kernels that need a specific packing).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -96,6 +118,8 @@ pub enum LayoutError {
         ciphertexts: usize,
         slots: usize,
     },
+    #[error("a layout of {entries} slots past the decoding's budget ({left} slots left)")]
+    OverBudget { entries: usize, left: usize },
 }
 
 impl Layout {
@@ -414,11 +438,15 @@ pub fn map_of_runs(
         .iter()
         .try_fold(1usize, |n, &d| n.checked_mul(d))
         .ok_or_else(too_large)?;
-    if ciphertexts
+    let entries = ciphertexts
         .checked_mul(slots)
-        .is_none_or(|n| n > MAX_LAYOUT_SLOTS)
-    {
-        return Err(too_large());
+        .filter(|&n| n <= MAX_LAYOUT_SLOTS)
+        .ok_or_else(too_large)?;
+    if let Some(left) = DECODE_BUDGET.get() {
+        let left = left
+            .checked_sub(entries)
+            .ok_or(LayoutError::OverBudget { entries, left })?;
+        DECODE_BUDGET.set(Some(left));
     }
     let mut map = vec![vec![EMPTY; slots]; ciphertexts];
     for run in runs {

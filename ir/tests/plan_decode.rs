@@ -369,11 +369,26 @@ fn hostile_sizes_are_typed_errors_not_allocations_or_panics() {
         serde_json::from_value::<Plan>(j).unwrap_err().to_string()
     };
     let e = hostile(&|l| l["ciphertexts"] = (1u64 << 40).into());
-    assert!(e.contains("more than 67108864 slots"), "{e}");
+    assert!(e.contains("more than 268435456 slots"), "{e}");
     let e = hostile(&|l| l["shape"] = serde_json::json!([1u64 << 40, 1u64 << 40]));
-    assert!(e.contains("more than 67108864 slots"), "{e}");
+    assert!(e.contains("more than 268435456 slots"), "{e}");
     let e = hostile(&|l| l["runs"][0]["step"] = i64::MAX.into());
     assert!(e.contains("outside the tensor"), "{e}");
+    // The layouts of one decoding share a budget: the small plan's four layouts hold 32 slots.
+    let bytes = small_plan().to_bytes().unwrap();
+    assert!(Plan::from_bytes_within(&bytes, 32).is_ok());
+    assert!(Plan::from_bytes_within(&bytes, 31).is_err());
+    let within = |budget| {
+        cachemir_ir::layout::with_decode_budget(budget, || {
+            serde_json::from_value::<Plan>(json.clone()).map_err(|e| e.to_string())
+        })
+    };
+    assert!(within(32).is_ok());
+    let e = within(20).unwrap_err();
+    assert!(
+        e.contains("a layout of 8 slots past the decoding's budget (4 slots left)"),
+        "{e}"
+    );
     // Many elements in few slots: rejected by validation before any per-element allocation.
     let mut j = json.clone();
     j["inputs"][0]["layout"]["shape"] = serde_json::json!([1u64 << 40]);

@@ -36,6 +36,11 @@ use crate::layout::{Layout, LayoutError, Run};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+/// The slot-map entries [`Plan::from_bytes`] lets a plan's layouts expand to: 2^29, 2 GiB of
+/// maps (Llama-3-8B's decode step at cache 2048 has about 2^28: four cache layouts of 64
+/// ciphertexts of 2^15 slots per layer).
+pub const PLAN_LAYOUT_BUDGET: usize = 1 << 29;
+
 /// The plan format version this crate reads and writes.
 pub const PLAN_FORMAT_VERSION: u32 = 2;
 const MAGIC: &[u8] = b"CACHEMIR-PLAN";
@@ -138,8 +143,16 @@ impl Plan {
         Ok(bytes)
     }
 
-    /// Reads and [validates](Plan::validate) the binary form.
+    /// Reads and [validates](Plan::validate) the binary form, its layouts expanding to at most
+    /// [`PLAN_LAYOUT_BUDGET`] slot-map entries in all.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, PlanError> {
+        Self::from_bytes_within(bytes, PLAN_LAYOUT_BUDGET)
+    }
+
+    /// [`Plan::from_bytes`] with at most `layout_slots` slot-map entries (ciphertexts × slots,
+    /// 4 bytes each) over all the plan's layouts: what reading untrusted bytes may allocate for
+    /// them ([`crate::layout::with_decode_budget`]).
+    pub fn from_bytes_within(bytes: &[u8], layout_slots: usize) -> Result<Self, PlanError> {
         let rest = bytes.strip_prefix(MAGIC).ok_or(PlanError::Magic)?;
         if rest.len() < 4 {
             return Err(PlanError::Decode("truncated header".into()));
@@ -149,7 +162,8 @@ impl Plan {
             return Err(PlanError::Version { found });
         }
         let plan: Plan =
-            postcard::from_bytes(&rest[4..]).map_err(|e| PlanError::Decode(e.to_string()))?;
+            crate::layout::with_decode_budget(layout_slots, || postcard::from_bytes(&rest[4..]))
+                .map_err(|e| PlanError::Decode(e.to_string()))?;
         plan.validate()?;
         Ok(plan)
     }
