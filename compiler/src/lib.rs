@@ -2,6 +2,7 @@
 //! and the reference-evaluation tools `cachemirc import` / `cachemirc eval` build on.
 
 pub mod approx;
+pub mod generation;
 pub mod levels;
 pub mod lower;
 pub mod passes;

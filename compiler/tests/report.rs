@@ -131,6 +131,7 @@ fn leveled_plan() -> Plan {
             input: "past".into(),
             output: "present".into(),
         }],
+        generation: None,
         plaintexts: vec![Plaintext::Gather {
             tensor: TensorRef::Weight("w".into()),
             runs: vec![],

@@ -268,6 +268,44 @@ impl Graph {
         });
     }
 
+    /// Makes output `index`, the next value of a KV-cache state, the value `value` under the name
+    /// `name`, renaming it in the state input's role too.
+    ///
+    /// # Errors
+    /// [`IrError::Malformed`] when `index` is not a state output or `value` does not exist.
+    pub fn replace_state_output(
+        &mut self,
+        index: usize,
+        name: String,
+        value: ValueRef,
+    ) -> Result<(), IrError> {
+        if self.value_type(value).is_none() {
+            return Err(IrError::Malformed(format!("{name}: value does not exist")));
+        }
+        let output = self
+            .outputs
+            .get_mut(index)
+            .ok_or_else(|| IrError::Malformed(format!("no output {index}")))?;
+        let OutputRole::State { input } = &output.role else {
+            return Err(IrError::Malformed(format!(
+                "output `{}` is not a KV-cache state",
+                output.name
+            )));
+        };
+        let input = input.clone();
+        let old = std::mem::replace(&mut output.name, name.clone());
+        output.value = value;
+        for graph_input in &mut self.inputs {
+            if let InputRole::State { output } = &mut graph_input.role
+                && *output == old
+                && self.dag[graph_input.node].output_names[0] == input
+            {
+                *output = name.clone();
+            }
+        }
+        Ok(())
+    }
+
     pub fn inputs(&self) -> &[GraphInput] {
         &self.inputs
     }

@@ -17,6 +17,7 @@ pub mod error;
 pub mod graph;
 pub mod infer;
 pub mod interp;
+pub mod kv_window;
 pub mod layout;
 pub mod npy;
 pub mod op;

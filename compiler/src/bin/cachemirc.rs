@@ -127,6 +127,11 @@ struct CompileArgs {
     /// (e.g. the token embedding); repeatable.
     #[arg(long)]
     encrypt_from: Vec<String>,
+    /// Compile a generation plan: one decode step run once per token (the prompt too), its
+    /// KV-cache states sliding by one position a step, for contexts up to `--max-context N`
+    /// tokens (a decoder-with-past export; `cachemir generate` runs it).
+    #[arg(long, requires = "max_context")]
+    generation: bool,
     /// Target absolute error of each approximation: 2^-bits.
     #[arg(long, default_value_t = 12)]
     precision_bits: u32,
@@ -217,6 +222,11 @@ struct ImportArgs {
     /// Inputs to encrypt (comma-separated); default: float inputs are encrypted, integer inputs public.
     #[arg(long, value_delimiter = ',')]
     encrypted: Option<Vec<String>>,
+    /// Bind a decoder-with-past export (`optimum` convention) as one decode step of batch 1
+    /// against a cache of N − 1 positions (`input_ids` [1, 1], `attention_mask` [1, N],
+    /// `past_key_values.*` [1, kv_heads, N − 1, head_dim]).
+    #[arg(long, value_name = "N")]
+    max_context: Option<usize>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -463,13 +473,24 @@ fn compile(args: CompileArgs) -> Result<()> {
             .encrypt_from(name)
             .map_err(|e| input_error(anyhow::anyhow!("--encrypt-from: {e}")))?;
     }
+    let generation = match (args.generation, args.import.max_context) {
+        (true, Some(max_context)) => Some(
+            cachemir_compiler::generation::generation_step(&mut graph, max_context)
+                .map_err(|e| input_error(anyhow::anyhow!("--generation: {e}")))?,
+        ),
+        _ => None,
+    };
     let decompose = Decompose {
         softmax_squarings: args.softmax_squarings,
     };
-    let calibration = match &args.calibration {
+    let mut calibration = match &args.calibration {
         Some(path) => Some(Calibration::load(path).map_err(input_error)?),
         None => None,
     };
+    if let (Some(generation), Some(calibration)) = (&generation, calibration.as_mut()) {
+        cachemir_compiler::generation::generation_calibration(calibration, generation, &graph)
+            .map_err(|e| input_error(anyhow::anyhow!("--generation: calibration: {e}")))?;
+    }
     let mut pipeline = Pipeline::new().with(Recognize);
     if let Some(RotateResidualArg::Hadamard) = args.rotate_residual {
         let samples = calibration
@@ -521,7 +542,7 @@ fn compile(args: CompileArgs) -> Result<()> {
         )
         .map_err(input_error)?;
     if emit.lowers() {
-        return write_plan(&graph, &args, emit, start.elapsed());
+        return write_plan(&graph, &args, emit, generation, start.elapsed());
     }
     let text = match emit {
         CompileEmit::Summary => {
@@ -588,6 +609,7 @@ fn write_plan(
     graph: &Graph,
     args: &CompileArgs,
     emit: CompileEmit,
+    generation: Option<cachemir_ir::plan::Generation>,
     tensor_level: std::time::Duration,
 ) -> Result<()> {
     use cachemir_compiler::lower::weights::write_weights;
@@ -631,10 +653,15 @@ fn write_plan(
         None => None,
     };
     let leveling = start.elapsed();
-    let plan = leveled.as_ref().map_or(&lowered.plan, |l| &l.plan);
+    let mut plan = std::borrow::Cow::Borrowed(leveled.as_ref().map_or(&lowered.plan, |l| &l.plan));
+    if generation.is_some() {
+        plan.to_mut().generation = generation;
+        plan.validate()
+            .context("the generation plan is inconsistent (a compiler bug)")?;
+    }
     let (bytes, weights) = match emit {
         CompileEmit::Plan => (plan.to_bytes()?, true),
-        CompileEmit::PlanJson => (serde_json::to_vec(plan)?, true),
+        CompileEmit::PlanJson => (serde_json::to_vec(&*plan)?, true),
         CompileEmit::Asm => (plan.disassemble().into_bytes(), false),
         _ => unreachable!("only lowering emits reach write_plan"),
     };
@@ -1040,6 +1067,7 @@ fn import_model(
         outputs: args.outputs.clone(),
         inputs_at: args.inputs_at.clone(),
         encrypted: args.encrypted.clone(),
+        decode_context: args.max_context,
     };
     import_file(model, &options).map_err(|e| {
         input_error(anyhow::Error::new(e).context(format!("importing {}", model.display())))

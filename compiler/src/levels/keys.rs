@@ -282,6 +282,7 @@ mod tests {
             inputs: vec![io("x", 3)],
             outputs: vec![io("y", 3)],
             states: vec![],
+            generation: None,
             plaintexts: vec![],
             rotations: vec![2, 5, 13, 32],
             registers: 7,

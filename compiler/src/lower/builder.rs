@@ -370,6 +370,7 @@ impl Builder {
             inputs: interface.inputs,
             outputs: interface.outputs,
             states: interface.states,
+            generation: None,
             plaintexts: self.plaintexts,
             rotations: self.rotations.into_iter().collect(),
             registers: self.registers,

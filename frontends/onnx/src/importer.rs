@@ -35,6 +35,11 @@ pub struct ImportOptions {
     /// Inputs to mark encrypted. `None`: float inputs (activations, KV cache) are encrypted and
     /// integer inputs (token ids, masks, positions) are public.
     pub encrypted: Option<Vec<String>>,
+    /// Bind a decoder-with-past export (`optimum` convention) as one decode step of batch 1
+    /// against a cache of `context − 1` positions: `input_ids` and `position_ids` `[1, 1]`,
+    /// `attention_mask` `[1, context]`, `past_key_values.*` `[1, kv_heads, context − 1,
+    /// head_dim]`.
+    pub decode_context: Option<usize>,
 }
 
 /// The result of an import: the graph and what happened to it.
@@ -532,6 +537,9 @@ fn bind_dimensions(
     options: &ImportOptions,
 ) -> Result<HashMap<String, usize>, OnnxError> {
     let mut bindings = options.dims.clone();
+    if let Some(context) = options.decode_context {
+        bind_decode_step(inputs, context, &mut bindings)?;
+    }
     for input in inputs {
         let Some(shape) = options.input_shapes.get(&input.name) else {
             continue;
@@ -584,6 +592,82 @@ fn bind_dimensions(
         }
     }
     Ok(bindings)
+}
+
+/// The sizes a decode step against `context` cache positions gives the `optimum` inputs
+/// ([`ImportOptions::decode_context`]); `None` leaves an axis to the model.
+fn decode_step_shape(name: &str, context: usize) -> Option<Vec<Option<usize>>> {
+    match name {
+        "input_ids" | "position_ids" => Some(vec![Some(1), Some(1)]),
+        "attention_mask" => Some(vec![Some(1), Some(context)]),
+        _ if name.starts_with("past_key_values.") => {
+            Some(vec![Some(1), None, Some(context - 1), None])
+        }
+        _ => None,
+    }
+}
+
+/// Binds the symbolic dimensions of a decoder-with-past export as one decode step
+/// ([`ImportOptions::decode_context`]), checking fixed dimensions and earlier bindings agree.
+fn bind_decode_step(
+    inputs: &[&ValueInfoProto],
+    context: usize,
+    bindings: &mut HashMap<String, usize>,
+) -> Result<(), OnnxError> {
+    let decoder_error = |message: String| OnnxError::InputShape {
+        input: "past_key_values.*".into(),
+        message,
+    };
+    if context < 2 {
+        return Err(decoder_error(format!(
+            "a context of {context} tokens leaves no cache position; it must be at least 2"
+        )));
+    }
+    if !inputs
+        .iter()
+        .any(|i| i.name.starts_with("past_key_values."))
+    {
+        return Err(decoder_error(
+            "a generation plan needs a decoder-with-past export (inputs `input_ids`, \
+             `position_ids`, `attention_mask`, `past_key_values.{i}.key`/`.value`)"
+                .into(),
+        ));
+    }
+    for input in inputs {
+        let Some(wanted) = decode_step_shape(&input.name, context) else {
+            continue;
+        };
+        let dims = declared_dims(input)?;
+        let mismatch = |message: String| OnnxError::InputShape {
+            input: input.name.clone(),
+            message: format!("as a decode step with a context of {context} tokens: {message}"),
+        };
+        if dims.len() != wanted.len() {
+            return Err(mismatch(format!(
+                "the model declares rank {}, the decoder-with-past convention rank {}",
+                dims.len(),
+                wanted.len()
+            )));
+        }
+        for (axis, (dim, want)) in dims.iter().zip(&wanted).enumerate() {
+            let Some(want) = *want else { continue };
+            match dim {
+                Dim::Fixed(size) if *size != want => {
+                    return Err(mismatch(format!("axis {axis} is {size}, not {want}")));
+                }
+                Dim::Fixed(_) => {}
+                Dim::Symbol(symbol) => match bindings.insert(symbol.clone(), want) {
+                    Some(bound) if bound != want => {
+                        return Err(mismatch(format!(
+                            "dimension `{symbol}` must be {want} but was bound to {bound}"
+                        )));
+                    }
+                    _ => {}
+                },
+            }
+        }
+    }
+    Ok(())
 }
 
 enum Dim {

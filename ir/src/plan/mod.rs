@@ -1,4 +1,4 @@
-//! Plan (format version 2): the versioned program the runtime executes.
+//! Plan (format version 3): the versioned program the runtime executes.
 //!
 //! A plan holds everything a client and a server need and nothing of the compiler:
 //! - the **client program** (Tensor IR, JSON) from the raw model inputs to the tensors the client
@@ -18,6 +18,7 @@
 pub mod cost;
 #[doc(hidden)]
 pub mod fuzz;
+pub mod generation;
 pub mod hash;
 pub mod isa;
 pub mod levels;
@@ -25,6 +26,7 @@ pub mod parameters;
 pub mod plaintext;
 
 pub use cost::{CostModel, CostModelError, LinearCost};
+pub use generation::{Generation, GenerationError};
 pub use hash::{ContentHash, ContentHashError};
 pub use isa::{
     Dst, Dsts, Instruction, Io, Level, Part, Plain, Register, Scalar, Slots, Src, Step, Steps,
@@ -42,7 +44,7 @@ use std::collections::BTreeMap;
 pub const PLAN_LAYOUT_BUDGET: usize = 1 << 29;
 
 /// The plan format version this crate reads and writes.
-pub const PLAN_FORMAT_VERSION: u32 = 2;
+pub const PLAN_FORMAT_VERSION: u32 = 3;
 const MAGIC: &[u8] = b"CACHEMIR-PLAN";
 
 /// A plan that cannot be read or is inconsistent.
@@ -122,6 +124,9 @@ pub struct Plan {
     pub inputs: Vec<Ciphertexts>,
     pub outputs: Vec<Ciphertexts>,
     pub states: Vec<State>,
+    /// Set for a generation plan (`cachemirc compile --generation`): the states slide by one
+    /// position a step and the plan runs once per token ([`generation`]).
+    pub generation: Option<Generation>,
     pub plaintexts: Vec<Plaintext>,
     /// Distinct rotation steps the instructions use (left rotations, normalised to `0..slots`).
     pub rotations: Vec<i32>,
@@ -197,6 +202,9 @@ impl Plan {
                 "{} registers declared; the instructions write {writes}",
                 self.registers
             )));
+        }
+        if let Some(generation) = &self.generation {
+            self.validate_generation(generation)?;
         }
         for io in self.inputs.iter().chain(&self.outputs) {
             io.layout.validate()?;
@@ -310,6 +318,29 @@ impl Plan {
         Ok(())
     }
 
+    /// A generation plan carries KV-cache states and returns its logits encrypted (its token,
+    /// position and mask inputs feed the client or the public program, whichever reads them).
+    fn validate_generation(&self, generation: &Generation) -> Result<(), PlanError> {
+        let invalid = |what: String| Err(PlanError::Invalid(format!("generation plan: {what}")));
+        if generation.max_context == 0 {
+            return invalid("a context of 0 tokens".into());
+        }
+        if self.states.is_empty() {
+            return invalid("no KV-cache states".into());
+        }
+        if !self
+            .outputs
+            .iter()
+            .any(|o| o.name == generation.logits_output)
+        {
+            return invalid(format!(
+                "the logits output `{}` is not an encrypted output",
+                generation.logits_output
+            ));
+        }
+        Ok(())
+    }
+
     /// A rotation step in `0..slots`.
     pub fn normalise(&self, step: i32) -> i32 {
         step.rem_euclid(self.slots as i32)
@@ -374,6 +405,7 @@ mod tests {
                 level: None,
             }],
             states: vec![],
+            generation: None,
             plaintexts: vec![Plaintext::Gather {
                 tensor: TensorRef::Weight("w".into()),
                 runs: vec![Run {

@@ -69,7 +69,7 @@ impl Parameters {
 pub fn named() -> Vec<Parameters> {
     vec![
         // 26 limbs: q_0, 9 application levels, 3 SlotsToCoeffs, 10 EvalMod, 3 CoeffsToSlots;
-        // log2 QP ≈ 1651 ≤ 1747 (128-bit, uniform ternary secret).
+        // log2 QP = 1725 ≤ 1747 (128-bit, uniform ternary secret).
         Parameters {
             name: "N16BootFull".into(),
             log_n: 16,
@@ -80,15 +80,16 @@ pub fn named() -> Vec<Parameters> {
             dnum: 5,
             toy: false,
         },
-        // 20 limbs, 3 application levels after bootstrapping. Insecure: tests only.
+        // N16BootFull's level structure at N = 2^12 (26 limbs, 9 application levels after
+        // bootstrapping). Insecure: tests only.
         Parameters {
             name: "ToyBootN12".into(),
             log_n: 12,
             log_scale: 45,
-            max_level: 19,
-            bootstrap_level: Some(3),
-            special_primes: 5,
-            dnum: 4,
+            max_level: 25,
+            bootstrap_level: Some(9),
+            special_primes: 6,
+            dnum: 5,
             toy: true,
         },
     ]

@@ -159,6 +159,7 @@ fn tiny_plan() -> Plan {
             input: "past".into(),
             output: "cache.present".into(),
         }],
+        generation: None,
         plaintexts: vec![
             gather(TensorRef::Weight("w".into())),
             gather(TensorRef::Public("b".into())),

@@ -10,12 +10,13 @@
 //!   checks (the fast way to test the compiler); [`sim::execute`] runs a plan on slot vectors.
 //! - [`cpu`]: the CKKS backend on the CPU ([`CpuBackend`]), its keys ([`ClientKeys`],
 //!   [`EvaluationKeys`]) and ciphertext files ([`CiphertextBundle`]).
-//!
-//! Sessions come with issue 9.
+//! - [`session`]: the encrypted KV cache of a generation in a directory, one atomic step at a time.
+//! - [`generation`]: token-by-token generation with a generation plan ([`Generator`]).
 
 pub mod backend;
 pub mod cpu;
 pub mod error;
+pub mod generation;
 pub mod report;
 pub mod session;
 pub mod sim;
@@ -27,6 +28,7 @@ pub use cpu::{
     EvaluationKeys, Insecure, KeyRequirements,
 };
 pub use error::VmError;
+pub use generation::{GenerationRunError, Generator, StepOutput};
 pub use report::{OutputInfo, RangeViolation, Report};
 pub use session::{Session, SessionError, SessionIdentity};
 pub use sim::{SimBackend, SimCiphertext};

@@ -125,6 +125,7 @@ impl Builder {
                 .map(|o| io(format!("y{o}"), Some(0)))
                 .collect(),
             states: vec![],
+            generation: None,
             plaintexts: vec![gather("w0"), gather("w1")],
             rotations,
             registers: self.next,

@@ -16,6 +16,11 @@ fn parameters() -> Parameters {
     cachemir_ir::plan::parameters::by_name("ToyBootN12").expect("a named set")
 }
 
+/// The level every bootstrap of the parameter set lands at.
+fn boot_level() -> u32 {
+    parameters().bootstrap_level.expect("a bootstrappable set")
+}
+
 /// A leveled plan over 8 slots: input `x` at `input_level`, one output `y{o}` per entry of
 /// `output_levels`, the weight `w` (`[8]`) as plaintext 0, and one site per instruction
 /// (`site{k}`, source `test`); registers and rotations are derived.
@@ -69,11 +74,11 @@ fn add(dst: u32, a: u32, b: u32) -> Instruction {
 }
 
 /// x at level 5: `mul.p` (5, Δ²) → `rescale` (4, Δ) → `rot 1` (4, Δ) → `boot` of `boot_slots`
-/// slots (3, Δ) → `y0`; the rotated value also goes to `y1` (level 4).
+/// slots (the bootstrap level, Δ) → `y0`; the rotated value also goes to `y1` (level 4).
 fn pipeline(boot_slots: u32) -> Plan {
     leveled_plan(
         5,
-        &[3, 4],
+        &[boot_level(), 4],
         vec![
             load(0),
             mul_w(1, 0),
@@ -87,7 +92,7 @@ fn pipeline(boot_slots: u32) -> Plan {
                 dst: Dst(4),
                 a: Src(3),
                 slots: Slots(boot_slots),
-                level: Level(3),
+                level: Level(boot_level()),
                 scale: Scalar(1.0),
             },
             store(4, 0),
@@ -124,7 +129,7 @@ fn a_leveled_plan_runs_with_the_levels_and_scales_of_the_trace() {
             state(5, 2),
             state(4, 1),
             state(4, 1),
-            state(3, 1),
+            state(boot_level(), 1),
             None,
             None
         ]
@@ -144,7 +149,10 @@ fn a_leveled_plan_runs_with_the_levels_and_scales_of_the_trace() {
         .collect();
     assert_eq!(
         summary,
-        [(Some(3), 45.0, Some(0)), (Some(4), 45.0, Some(1))]
+        [
+            (Some(boot_level()), 45.0, Some(0)),
+            (Some(4), 45.0, Some(1))
+        ]
     );
 
     // The same on `Vm::run` with a client encrypting at the declared level.
@@ -158,7 +166,7 @@ fn a_leveled_plan_runs_with_the_levels_and_scales_of_the_trace() {
     let y0 = &execution.outputs[0][0];
     assert_eq!(
         (y0.level, y0.scale_bits, &y0.values),
-        (Some(3), 45.0, &want)
+        (Some(boot_level()), 45.0, &want)
     );
 }
 
@@ -167,7 +175,10 @@ fn sim_levels_and_scales_follow_the_parameters() {
     let leveled = SimBackend::leveled(SLOTS, &parameters());
     assert_eq!(leveled.fresh_scale_bits(), 45.0);
     let fresh = leveled.encrypt(&x()).unwrap();
-    assert_eq!((fresh.level, fresh.scale_bits), (Some(19), 45.0));
+    assert_eq!(
+        (fresh.level, fresh.scale_bits),
+        (Some(parameters().max_level), 45.0)
+    );
     let c = leveled.encrypt_at(&x(), Some(1)).unwrap();
     assert_eq!((c.level, c.scale_bits), (Some(1), 45.0));
     let w = w();
@@ -338,12 +349,12 @@ fn a_bootstrap_input_outside_minus_one_one_is_an_error() {
     };
     assert_eq!(
         (index, instruction.as_str(), site.as_str(), slot, occupied),
-        (4, "boot r4, r3, slots=8, level=3, 1e0", "site4", 2, 8)
+        (4, "boot r4, r3, slots=8, level=9, 1e0", "site4", 2, 8)
     );
     assert!((value - 1.4).abs() < 1e-12 && value == max, "{value} {max}");
     let message = err.to_string();
     assert!(
-        message.contains("instruction 4 `boot r4, r3, slots=8, level=3, 1e0` (site4)")
+        message.contains("instruction 4 `boot r4, r3, slots=8, level=9, 1e0` (site4)")
             && message.contains("outside [-1, 1]"),
         "{message}"
     );

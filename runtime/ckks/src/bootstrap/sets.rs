@@ -15,12 +15,13 @@ const STC_LEVELS: usize = 3;
 /// Named bootstrappable sets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum BootParamSet {
-    /// N = 2^12, INSECURE (tests only): q_0 60 bits; 3×45 application levels; 3×45 StC;
-    /// 10×55 EvalMod; 3×55 CtS (20 limbs, L = 19); P = 5×60 bits; dnum 4; Δ = 2^45; uniform
-    /// ternary main secret.
+    /// N = 2^12, INSECURE (tests only): the level structure of [`BootParamSet::N16BootFull`] in
+    /// small, so a plan leveled for one runs on the other at 2^11 slots: q_0 60 bits; 9×45
+    /// application levels; 3×45 StC; 10×60 EvalMod; 3×55 CtS (26 limbs, L = 25); P = 6×60
+    /// bits; dnum 5; Δ = 2^45; uniform ternary main secret.
     ToyBootN12,
-    /// N = 2^16, 128-bit (log2 QP ≈ 1651 ≤ 1747): q_0 60 bits; 9×45 application levels; 3×45
-    /// StC; 10×55 EvalMod; 3×55 CtS (26 limbs, L = 25); P = 6×56 bits; dnum 5; Δ = 2^45;
+    /// N = 2^16, 128-bit (log2 QP = 1725 ≤ 1747): q_0 60 bits; 9×45 application levels; 3×45
+    /// StC; 10×60 EvalMod; 3×55 CtS (26 limbs, L = 25); P = 6×60 bits; dnum 5; Δ = 2^45;
     /// uniform ternary main secret.
     N16BootFull,
 }
@@ -53,8 +54,7 @@ impl BootParamSet {
     /// [`super::BootstrapConfig`] (3 CtS, 8 EvalMod, 3 StC levels).
     pub fn application_levels(self) -> usize {
         match self {
-            BootParamSet::ToyBootN12 => 3,
-            BootParamSet::N16BootFull => 9,
+            BootParamSet::ToyBootN12 | BootParamSet::N16BootFull => 9,
         }
     }
 
@@ -62,7 +62,7 @@ impl BootParamSet {
     pub fn params(self) -> Result<CkksParameters> {
         // (log N, application levels, EvalMod and CtS prime bits, special primes, dnum)
         let (log_n, app, evalmod_bits, cts_bits, special, dnum) = match self {
-            BootParamSet::ToyBootN12 => (12, 3, 60, 55, vec![60; 5], 4),
+            BootParamSet::ToyBootN12 => (12, 9, 60, 55, vec![60; 6], 5),
             BootParamSet::N16BootFull => (16, 9, 60, 55, vec![60; 6], 5),
         };
         let mut level_bits = vec![45; app + STC_LEVELS];

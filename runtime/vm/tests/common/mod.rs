@@ -79,6 +79,7 @@ pub fn plan(
             })
             .collect(),
         states: vec![],
+        generation: None,
         plaintexts,
         rotations,
         registers,

@@ -1,0 +1,212 @@
+//! Generation plans (issue 9, item 3): the shared decoder-with-past exports compiled with
+//! `--generation --max-context 40` run token by token on `sim` — the 18-token prompt of
+//! `generation.json` fed one token a step, then 16 generated tokens — with the KV cache carried
+//! between steps as ciphertexts. Teacher-forced on the reference transcript: every step's logits
+//! are compared with the f64 reference interpreter running the same sliding-cache step, and the
+//! greedy token must equal the transcript's wherever the reference margin exceeds twice the
+//! logits error bound.
+
+use cachemir_compiler::generation::{generation_calibration, generation_step};
+use cachemir_compiler::lower::weights::weight_values;
+use cachemir_compiler::passes::approximate::Approximate;
+use cachemir_compiler::passes::calibrate::{Calibrate, Calibration};
+use cachemir_compiler::passes::decompose::Decompose;
+use cachemir_compiler::passes::{Pass, Pipeline, Recognize, Rewrite};
+use cachemir_compiler::reference::models_dir;
+use cachemir_ir::plan::TensorRef;
+use cachemir_ir::{Graph, InputRole, Interpreter, Precision, Tensor};
+use cachemir_tests::{SLOTS, embedding_output, lower_model_at};
+use cachemir_vm::generation::argmax;
+use cachemir_vm::{Generator, SimBackend};
+use ndarray::{ArrayD, IxDyn};
+use std::collections::HashMap;
+use std::path::Path;
+
+const MAX_CONTEXT: usize = 40;
+/// The lowering issue's bound on the logits' max abs error.
+const LOGITS_BOUND: f64 = 0.05;
+
+struct Transcript {
+    prompt: Vec<i64>,
+    generated: Vec<i64>,
+    margins: Vec<f64>,
+}
+
+fn transcript(dir: &Path, model: &str) -> Transcript {
+    let text = std::fs::read_to_string(dir.join(model).join("generation.json")).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let ids = |key: &str| -> Vec<i64> {
+        json[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_i64().unwrap())
+            .collect()
+    };
+    Transcript {
+        prompt: ids("prompt_token_ids"),
+        generated: ids("generated_token_ids"),
+        margins: json["top1_minus_top2_logit_per_step"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect(),
+    }
+}
+
+/// `(reference step graph, approximated graph, generation metadata)` for contexts of
+/// [`MAX_CONTEXT`] tokens.
+fn compile(dir: &Path, model: &str) -> (Graph, Graph, cachemir_ir::plan::Generation) {
+    let options = cachemir_onnx::ImportOptions {
+        decode_context: Some(MAX_CONTEXT),
+        ..Default::default()
+    };
+    let mut reference = cachemir_onnx::import_file(&dir.join(format!("{model}.onnx")), &options)
+        .unwrap()
+        .graph;
+    let generation = generation_step(&mut reference, MAX_CONTEXT).unwrap();
+    let mut graph = reference.clone();
+    graph.encrypt_from(embedding_output(model)).unwrap();
+    let mut calibration = Calibration::load(&dir.join(model).join("calib.json"))
+        .unwrap()
+        .truncated(8);
+    generation_calibration(&mut calibration, &generation, &graph).unwrap();
+    Pipeline::new()
+        .with(Recognize)
+        .with(Rewrite::default())
+        .with(Decompose::default())
+        .with(Calibrate { calibration })
+        .run(&mut graph, None, &[], &mut |_, _| {})
+        .unwrap();
+    Approximate::default().run(&mut graph).unwrap();
+    (reference, graph, generation)
+}
+
+/// Runs the reference step (f64) and returns `(logits, next states by input name)`.
+fn reference_step(
+    graph: &Graph,
+    generation: &cachemir_ir::plan::Generation,
+    step: usize,
+    token: i64,
+    states: &HashMap<String, Tensor>,
+) -> (Vec<f64>, HashMap<String, Tensor>) {
+    let mut inputs: HashMap<String, Tensor> = generation
+        .step_inputs(step, token)
+        .unwrap()
+        .into_iter()
+        .collect();
+    inputs.extend(states.clone());
+    let outputs = Interpreter::new(graph, Precision::F64)
+        .run(&inputs)
+        .unwrap();
+    let mut next = HashMap::new();
+    for input in graph.inputs() {
+        if let InputRole::State { output } = &input.role {
+            next.insert(graph.input_name(input).to_string(), outputs[output].clone());
+        }
+    }
+    let logits = outputs[&generation.logits_output]
+        .to_f64()
+        .iter()
+        .copied()
+        .collect();
+    (logits, next)
+}
+
+fn generate_teacher_forced(model: &str) {
+    let Some(dir) = models_dir() else { return };
+    let transcript = transcript(&dir, model);
+    let (reference, graph, generation) = compile(&dir, model);
+    let lowered = lower_model_at(&graph, model, SLOTS);
+    let mut plan = lowered.plan.clone();
+    plan.generation = Some(generation.clone());
+    plan.validate().unwrap();
+    let weights: HashMap<TensorRef, Vec<f64>> = weight_values(&lowered, &graph)
+        .into_iter()
+        .map(|(name, (_, values))| (TensorRef::Weight(name), values))
+        .collect();
+    let backend = SimBackend::for_plan(&plan);
+    let mut generator = Generator::new(&backend, &plan, weights).unwrap();
+    let mut states: HashMap<String, Tensor> = reference
+        .inputs()
+        .iter()
+        .filter(|i| matches!(i.role, InputRole::State { .. }))
+        .map(|i| {
+            let shape = reference.input_type(i).shape.clone();
+            let zeros = ArrayD::<f32>::zeros(IxDyn(&shape));
+            (reference.input_name(i).to_string(), Tensor::F32(zeros))
+        })
+        .collect();
+
+    let feed: Vec<i64> = transcript
+        .prompt
+        .iter()
+        .chain(&transcript.generated)
+        .copied()
+        .collect();
+    let first_generated = transcript.prompt.len() - 1;
+    let (mut worst, mut agreed, mut compared) = (0.0f64, 0, 0);
+    for (step, &token) in feed.iter().enumerate().take(feed.len() - 1) {
+        let ours = generator.step(token).unwrap();
+        let (expected, next) = reference_step(&reference, &generation, step, token, &states);
+        states = next;
+        assert_eq!(
+            ours.logits.len(),
+            expected.len(),
+            "{model} step {step}: logits length"
+        );
+        assert!(
+            ours.logits.iter().all(|v| v.is_finite()),
+            "{model} step {step}: non-finite logits {:?}; range violations {:#?}",
+            &ours.logits[..8],
+            &ours.report.violations[..ours.report.violations.len().min(4)]
+        );
+        let error = ours
+            .logits
+            .iter()
+            .zip(&expected)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
+        worst = worst.max(error);
+        assert!(
+            error <= LOGITS_BOUND,
+            "{model} step {step}: logits max abs error {error:.2e} > {LOGITS_BOUND}; range \
+             violations {:#?}",
+            &ours.report.violations[..ours.report.violations.len().min(4)]
+        );
+        if step >= first_generated {
+            let index = step - first_generated;
+            let want = transcript.generated[index];
+            assert_eq!(
+                argmax(&expected).unwrap() as i64,
+                want,
+                "{model} step {step}: the reference interpreter disagrees with generation.json"
+            );
+            let got = argmax(&ours.logits).unwrap() as i64;
+            if transcript.margins[index] > 2.0 * LOGITS_BOUND {
+                compared += 1;
+                assert_eq!(got, want, "{model} generated token {index} (step {step})");
+            }
+            agreed += usize::from(got == want);
+        }
+    }
+    eprintln!(
+        "{model}: {} steps of a {MAX_CONTEXT}-token generation plan on sim, logits max abs error \
+         {worst:.2e}; generated tokens equal to generation.json: {agreed}/{} ({compared} with a \
+         reference margin above {})",
+        feed.len() - 1,
+        transcript.generated.len(),
+        2.0 * LOGITS_BOUND
+    );
+}
+
+#[test]
+fn tiny_llama_generates_its_transcript() {
+    generate_teacher_forced("tiny_llama_with_past_ts17");
+}
+
+#[test]
+fn tiny_gpt2_generates_its_transcript() {
+    generate_teacher_forced("tiny_gpt2_with_past_ts17");
+}
