@@ -80,21 +80,42 @@ pub fn run_program(
 /// Input errors: an encrypted input neither given nor produced, of another shape, or that the
 /// client program cannot compute.
 pub fn encode_inputs(plan: &Plan, inputs: &HashMap<String, Tensor>) -> Result<Vec<Vec<Vec<f64>>>> {
+    encode_inputs_with(plan, inputs, false)?
+        .into_iter()
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| anyhow!("a state left out although every input was required"))
+}
+
+/// [`encode_inputs`], leaving out (`None`) the KV-cache states not given when
+/// `states_optional` (a server session holds them after the first step).
+///
+/// # Errors
+/// As [`encode_inputs`].
+pub fn encode_inputs_with(
+    plan: &Plan,
+    inputs: &HashMap<String, Tensor>,
+    states_optional: bool,
+) -> Result<Vec<Option<Vec<Vec<f64>>>>> {
     let client = run_program(&plan.client_program, "client", inputs).map_err(input_error)?;
     let states: Vec<&str> = plan.states.iter().map(|s| s.input.as_str()).collect();
     let mut encoded = Vec::with_capacity(plan.inputs.len());
     for io in &plan.inputs {
-        let tensor = if states.contains(&io.name.as_str()) {
+        let is_state = states.contains(&io.name.as_str());
+        let tensor = if is_state {
             inputs.get(&io.name)
         } else {
             client.get(&io.name).or_else(|| inputs.get(&io.name))
         };
-        let tensor = tensor.ok_or_else(|| {
-            input_error(anyhow!(
+        let Some(tensor) = tensor else {
+            if is_state && states_optional {
+                encoded.push(None);
+                continue;
+            }
+            return Err(input_error(anyhow!(
                 "encrypted input `{}`: neither given nor produced by the plan's client program",
                 io.name
-            ))
-        })?;
+            )));
+        };
         if tensor.shape() != io.layout.shape.as_slice() {
             return Err(input_error(anyhow!(
                 "encrypted input `{}` has shape {:?}; the plan's layout expects {:?}",
@@ -109,7 +130,7 @@ pub fn encode_inputs(plan: &Plan, inputs: &HashMap<String, Tensor>) -> Result<Ve
             .encode(&values)
             .with_context(|| format!("encoding input `{}`", io.name))
             .map_err(input_error)?;
-        encoded.push(slots);
+        encoded.push(Some(slots));
     }
     Ok(encoded)
 }

@@ -69,6 +69,14 @@ pub fn run(args: &DecryptArgs) -> Result<()> {
     let backend = CpuBackend::client(&plan, &client, CpuOptions::default()).map_err(cpu_error)?;
 
     let single = args.output.extension().is_some_and(|e| e == "npy");
+    // A server session keeps the KV-cache states (`cachemir run --session`): a file without
+    // them holds the other outputs.
+    let states: Vec<&str> = plan.states.iter().map(|s| s.output.as_str()).collect();
+    let available: Vec<_> = plan
+        .outputs
+        .iter()
+        .filter(|o| bundle.entry(&o.name).is_some() || !states.contains(&o.name.as_str()))
+        .collect();
     let wanted: Vec<_> = match (&args.name, single) {
         (Some(name), _) => {
             let io = plan
@@ -78,8 +86,8 @@ pub fn run(args: &DecryptArgs) -> Result<()> {
                 .ok_or_else(|| input_error(anyhow!("the plan has no output `{name}`")))?;
             vec![io]
         }
-        (None, true) if plan.outputs.len() != 1 => {
-            let names: Vec<&str> = plan.outputs.iter().map(|o| o.name.as_str()).collect();
+        (None, true) if available.len() != 1 => {
+            let names: Vec<&str> = available.iter().map(|o| o.name.as_str()).collect();
             return Err(input_error(anyhow!(
                 "-o {} names one file; the plan has {} outputs ({}): give --name or a folder",
                 args.output.display(),
@@ -87,7 +95,7 @@ pub fn run(args: &DecryptArgs) -> Result<()> {
                 names.join(", ")
             )));
         }
-        (None, _) => plan.outputs.iter().collect(),
+        (None, _) => available,
     };
     if !single {
         std::fs::create_dir_all(&args.output)

@@ -4,7 +4,8 @@
 //! case files (`CASE.json`, as in `../shared/models/*/caseN.json`). The plan's client program
 //! runs on them (e.g. the token embedding), each encrypted input is encoded by the plan's layout
 //! and encrypted under the secret key at its declared level, and KV-cache states are marked as
-//! such. The public tensors the plan's plaintexts read (from its public program: positions,
+//! such; states not given are left out (a server session holds them after the first step, see
+//! `cachemir run --session`). The public tensors the plan's plaintexts read (from its public program: positions,
 //! masks) travel in the clear in the same file, which is bound to the plan's content hash.
 
 use std::collections::HashMap;
@@ -20,7 +21,7 @@ use cachemir_vm::{
 };
 use clap::Args;
 
-use crate::client::{encode_inputs, load_plan, public_values};
+use crate::client::{encode_inputs_with, load_plan, public_values};
 use crate::exit::{cpu_error, input_error};
 
 /// The arguments of `cachemir encrypt`.
@@ -93,12 +94,17 @@ pub fn run(args: &EncryptArgs) -> Result<()> {
     let client =
         ClientKeys::read(&args.keys.join("secret.key"), &params, &user).map_err(cpu_error)?;
     let raw = read_inputs(&args.inputs).map_err(input_error)?;
-    let slots = encode_inputs(&plan, &raw)?;
+    let slots = encode_inputs_with(&plan, &raw, true)?;
     let public = public_values(&plan, &raw)?;
     let backend = CpuBackend::client(&plan, &client, CpuOptions::default()).map_err(cpu_error)?;
     let states: Vec<&str> = plan.states.iter().map(|s| s.input.as_str()).collect();
     let mut entries = Vec::with_capacity(plan.inputs.len());
+    let mut left_out = Vec::new();
     for (io, parts) in plan.inputs.iter().zip(slots) {
+        let Some(parts) = parts else {
+            left_out.push(io.name.as_str());
+            continue;
+        };
         let parts = parts
             .iter()
             .map(|values| backend.encrypt_at(values, io.level))
@@ -123,10 +129,16 @@ pub fn run(args: &EncryptArgs) -> Result<()> {
     bundle
         .write(&args.output, &params, plan.slots)
         .map_err(|e| anyhow!(e))?;
+    if !left_out.is_empty() {
+        println!(
+            "KV-cache states not given, left to the server's session: {}",
+            left_out.join(", ")
+        );
+    }
     println!(
         "wrote {}: {} inputs, {count} ciphertexts, {} public tensors, parameters {}",
         args.output.display(),
-        plan.inputs.len(),
+        bundle.entries.len(),
         bundle.public.len(),
         params.parameters().name
     );

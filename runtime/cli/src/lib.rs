@@ -3,14 +3,17 @@
 //! exactly the code the binary runs.
 //!
 //! Client side: [`keygen`], [`encrypt`], [`decrypt`]; server side: [`run`] (and [`server`], its
-//! encrypted flow); shared: [`client`] (plans, client program, encoding and decoding),
+//! encrypted flow); both in one process: [`generate`]; shared: [`client`] (plans, client
+//! program, encoding and decoding), [`states`] (KV-cache states in session directories),
 //! [`exit`] (exit codes), [`progress`] (terminal progress).
 
 pub mod client;
 pub mod decrypt;
 pub mod encrypt;
 pub mod exit;
+pub mod generate;
 pub mod keygen;
 pub mod progress;
 pub mod run;
 pub mod server;
+pub mod states;

@@ -2,13 +2,13 @@
 //!
 //! Client: `keygen` (secret key and the evaluation keys a plan lists), `encrypt`, `decrypt`
 //! (noise-flooded); server: `run` (on ciphertexts with the `cpu` backend, or a case file in the
-//! clear with `sim`); `bench` measures the CKKS primitives on this machine. `generate` arrives
-//! with the sessions. Exit codes: 0 success, 1 runtime failure, 2 usage or input error.
+//! clear with `sim`); `generate` runs client and server in one process to generate text with a
+//! generation plan; `bench` measures the CKKS primitives on this machine. Exit codes: 0 success, 1 runtime failure, 2 usage or input error.
 
 mod alloc_tuning;
 mod bench;
 
-use cachemir_cli::{decrypt, encrypt, exit, keygen, run};
+use cachemir_cli::{decrypt, encrypt, exit, generate, keygen, run};
 
 use std::process::ExitCode;
 
@@ -25,7 +25,11 @@ Examples:
   cachemir run model.plan --keys keys/eval --input in.ct -o out.ct --threads 2   # server
   cachemir decrypt keys/ model.plan out.ct -o out/           # client: one .npy per output
   cachemir run model.plan --backend sim --inputs case0.json --out out/   # cleartext slots
-  cachemir keygen toy.plan -o keys/ --insecure               # toy (insecure) sets need --insecure";
+  cachemir keygen toy.plan -o keys/ --insecure               # toy (insecure) sets need --insecure
+  cachemir run gen.plan --keys keys/eval --input step0.ct -o out0.ct --session s/   # KV cache kept in s/
+  cachemir generate gen.plan --keys keys/ --tokenizer tokenizer.json --prompt 'ROMEO:' --tokens 8
+  cachemir generate gen.plan --backend sim --tokenizer tokenizer.json --prompt 'ROMEO:' --tokens 8 --json
+  cachemir generate gen.plan --keys keys/ --tokenizer tokenizer.json --tokens 4 --session s/   # resume";
 
 #[derive(Parser, Debug)]
 #[command(name = "cachemir", version, about = "Cachemir runtime: private transformer inference under CKKS", after_help = EXAMPLES)]
@@ -44,19 +48,10 @@ enum Command {
     Run(run::RunCommand),
     /// Client: decrypt a ciphertext file's outputs into .npy files (noise-flooded).
     Decrypt(decrypt::DecryptArgs),
-    /// Demo: client and server in one process, generating tokens.
-    Generate {
-        /// Arguments (not yet implemented).
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
-    },
+    /// Demo: client and server in one process, generating text with a generation plan.
+    Generate(generate::GenerateArgs),
     /// Time the CKKS primitives (medians) on this machine.
     Bench(bench::BenchArgs),
-}
-
-fn not_yet(name: &str, issue: u32) -> ExitCode {
-    eprintln!("error: `cachemir {name}` is not yet implemented (issue {issue})");
-    ExitCode::from(2)
 }
 
 fn main() -> ExitCode {
@@ -67,7 +62,7 @@ fn main() -> ExitCode {
         Command::Encrypt(args) => exit::report(encrypt::run(&args)),
         Command::Run(args) => exit::report(run::command(&args)),
         Command::Decrypt(args) => exit::report(decrypt::run(&args)),
-        Command::Generate { .. } => not_yet("generate", 9),
+        Command::Generate(args) => exit::report(generate::run(&args)),
         Command::Bench(args) => match bench::run(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

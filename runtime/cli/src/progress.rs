@@ -1,11 +1,12 @@
 //! Progress on the terminal (indicatif, drawn on stderr, hidden when stderr is not a terminal):
 //! a key-generation bar in bytes, and [`Observed`], a backend wrapper that advances a bar per
-//! instruction with the current layer, bootstraps done and the estimated time left.
+//! instruction with the current layer, bootstraps done and the estimated time left (restarted
+//! for each step of a generation).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use cachemir_ir::plan::{Instruction, Plan};
-use cachemir_vm::{Backend, BackendError, CiphertextInfo, PlainSlots};
+use cachemir_vm::{Backend, BackendError, CiphertextInfo, Client, PlainSlots};
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// A bar of `total` bytes for key generation.
@@ -77,6 +78,13 @@ impl<'a, B: Backend> Observed<'a, B> {
     /// Clears the bar.
     pub fn finish(&self) {
         self.bar.finish_and_clear();
+    }
+
+    /// Starts the bar again for another run of the plan (the next step of a generation).
+    pub fn restart(&self) {
+        self.done.store(0, Ordering::Relaxed);
+        self.boots.store(0, Ordering::Relaxed);
+        self.bar.reset();
     }
 
     fn tick<T>(&self, result: Result<T, BackendError>) -> Result<T, BackendError> {
@@ -177,5 +185,22 @@ impl<B: Backend> Backend for Observed<'_, B> {
     }
     fn peek(&self, a: &B::Ciphertext) -> Option<Vec<f64>> {
         self.inner.peek(a)
+    }
+}
+
+/// Encryption and decryption go straight to `inner` (they are the client's, not the plan's).
+impl<B: Client> Client for Observed<'_, B> {
+    fn encrypt(&self, values: &[f64]) -> Result<B::Ciphertext, BackendError> {
+        self.inner.encrypt(values)
+    }
+    fn encrypt_at(
+        &self,
+        values: &[f64],
+        level: Option<u32>,
+    ) -> Result<B::Ciphertext, BackendError> {
+        self.inner.encrypt_at(values, level)
+    }
+    fn decrypt(&self, a: &B::Ciphertext) -> Result<Vec<f64>, BackendError> {
+        self.inner.decrypt(a)
     }
 }

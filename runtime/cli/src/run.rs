@@ -1,8 +1,10 @@
 //! `cachemir run`: two flows.
 //!
 //! - Encrypted (the server): `cachemir run PLAN --keys KEYDIR/eval --input IN.ct -o OUT.ct
-//!   [--backend cpu] [--threads N]` runs the plan on the ciphertexts of `IN.ct` with the
-//!   evaluation keys and writes the outputs (and KV-cache states) to `OUT.ct` ([`crate::server`]).
+//!   [--backend cpu] [--threads N] [--session DIR]` runs the plan on the ciphertexts of `IN.ct`
+//!   with the evaluation keys and writes the outputs (and KV-cache states) to `OUT.ct`; with
+//!   `--session` the KV-cache states stay on the server, in the session, from one decode step to
+//!   the next ([`crate::server`]).
 //! - Cleartext: `cachemir run PLAN --backend sim --inputs CASE.json --out DIR` runs a plan end to
 //!   end on a reference case — the client program and the encoding of the encrypted inputs, the
 //!   plan on slot vectors, the decoding of the outputs — and writes each output as `.npy` (f32)
@@ -44,6 +46,11 @@ pub struct RunCommand {
     /// Worker threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Keep the plan's KV-cache states in this session directory: the first step takes them
+    /// from the ciphertext file, later steps from the session; each step's new states are
+    /// committed atomically (and left out of `-o`). The session is bound to the plan and keys.
+    #[arg(long, value_name = "DIR", requires = "input")]
+    pub session: Option<PathBuf>,
     /// Accept toy (insecure) parameter sets.
     #[arg(long)]
     pub insecure: bool,
@@ -84,12 +91,7 @@ pub use crate::exit::{InputError, input_error};
 /// Input errors (exit 2) for arguments of neither flow or a backend the flow does not take,
 /// and as [`run`] and [`crate::server::run`].
 pub fn command(args: &RunCommand) -> Result<()> {
-    if let Some(threads) = args.threads {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(threads.max(1))
-            .build_global()
-            .map_err(|e| input_error(anyhow!("--threads {threads}: {e}")))?;
-    }
+    set_threads(args.threads)?;
     match (
         &args.keys,
         &args.input,
@@ -108,6 +110,7 @@ pub fn command(args: &RunCommand) -> Result<()> {
                 keys: keys.clone(),
                 input: input.clone(),
                 output: output.clone(),
+                session: args.session.clone(),
                 insecure: args.insecure,
             })
         }
@@ -121,6 +124,20 @@ pub fn command(args: &RunCommand) -> Result<()> {
             "give --keys KEYDIR/eval --input IN.ct -o OUT.ct (encrypted), or --backend sim --inputs CASE.json --out DIR (cleartext)"
         ))),
     }
+}
+
+/// Sizes rayon's global pool to `threads` workers (at least 1); `None` leaves all cores.
+///
+/// # Errors
+/// An input error when the pool was already built.
+pub fn set_threads(threads: Option<usize>) -> Result<()> {
+    if let Some(threads) = threads {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads.max(1))
+            .build_global()
+            .map_err(|e| input_error(anyhow!("--threads {threads}: {e}")))?;
+    }
+    Ok(())
 }
 
 /// Runs the cleartext flow (see the module documentation) and prints a summary.
