@@ -369,16 +369,17 @@ impl Request<'_> {
                 what = format!("{what} → token {} = {next}", index + 1);
             }
             let ms = start.elapsed().as_secs_f64() * 1e3;
+            let mut line = format!("step {step}: {what}; {ms:.1} ms, {boots} bootstraps");
             if let Some(session) = &mut session {
                 let commit = Instant::now();
                 commit_states(session, codec, generator.states(), transcript.to_metadata())?;
-                what = format!(
-                    "{what}, committed in {:.1} ms",
+                line = format!(
+                    "{line}; committed in {:.1} ms",
                     commit.elapsed().as_secs_f64() * 1e3
                 );
             }
             if log_steps {
-                eprintln!("step {step}: {what}; {ms:.1} ms, {boots} bootstraps");
+                eprintln!("{line}");
             }
             if yields && !args.json {
                 let last = transcript.generated_token_ids.len() == target;
