@@ -9,3 +9,4 @@ pub mod passes;
 pub mod reference;
 pub mod report;
 pub mod rewrite;
+pub mod schedule;

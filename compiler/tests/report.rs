@@ -347,6 +347,20 @@ fn unleveled_plans_are_costed_at_the_assumed_level() {
         }
     }
     plan.instruction_sites = vec![0, 0, 1, 1, 1, 2, 2, 3];
+    // The retained instructions leave gaps in the register numbers: number them again in
+    // order of first use.
+    let mut numbers: std::collections::HashMap<u32, u32> = std::collections::HashMap::new();
+    for i in &plan.instructions {
+        let (reads, writes) = i.registers();
+        for r in reads.into_iter().chain(writes) {
+            let next = numbers.len() as u32;
+            numbers.entry(r).or_insert(next);
+        }
+    }
+    for i in &mut plan.instructions {
+        i.rename_registers(&mut |r| numbers[&r], &mut |r| numbers[&r]);
+    }
+    plan.registers = numbers.len() as u32;
     plan.validate().unwrap();
     let cost = CostModel::default_cpu();
     let at = |level| {

@@ -1,12 +1,14 @@
 //! The level pass on the shared models: N = 2^16 bootstrappable parameters, levels enforced,
 //! same accuracy bounds as the unleveled plans, and the KV-aware placement against the greedy
-//! waterline and (decoders) a placement that ignores the cache state.
+//! waterline and (decoders) a placement that ignores the cache state; the scheduled plan
+//! computes the same outputs with a peak of live ciphertexts no higher.
 
 use cachemir_compiler::levels::params::by_name;
 use cachemir_compiler::levels::{
     LevelOptions, Leveled, StatePolicy, Strategy, assign_levels, calibrated_bound, place,
 };
 use cachemir_compiler::reference::{Case, models_dir};
+use cachemir_compiler::schedule::schedule;
 use cachemir_ir::Graph;
 use cachemir_ir::plan::{Parameters, Plan};
 use cachemir_tests::{
@@ -40,10 +42,26 @@ fn check_decoder(model: &str) {
         &graph,
         Strategy::Optimal(StatePolicy::Optimised),
     );
+    let scheduled = schedule(&aware.plan).unwrap();
+    eprintln!(
+        "{model}: schedule: peak {} → {} live ciphertexts ({:?} → {:?} bytes), {} → {} registers",
+        scheduled.before.peak_ciphertexts,
+        scheduled.after.peak_ciphertexts,
+        scheduled.before.peak_bytes,
+        scheduled.after.peak_bytes,
+        aware.plan.registers,
+        scheduled.plan.registers
+    );
+    assert!(scheduled.after.peak_ciphertexts <= scheduled.before.peak_ciphertexts);
+    assert!(scheduled.after.peak_bytes <= scheduled.before.peak_bytes);
+    assert!(scheduled.plan.registers < aware.plan.registers);
     for index in 0..2 {
         let case = Case::load(&dir.join(model).join(format!("case{index}.json"))).unwrap();
         let outputs = run_sim(&lowered, &aware.plan, &graph, &case);
         check_decoder_outputs(&format!("{model} case{index} leveled"), &case, &outputs);
+        // The same values in another order and other registers: identical outputs.
+        let reordered = run_sim(&lowered, &scheduled.plan, &graph, &case);
+        assert_eq!(reordered, outputs, "{model} case{index}: scheduled plan");
     }
     let greedy = level(&lowered.plan, &graph, Strategy::Greedy);
     let mut options = LevelOptions::new(by_name("N16BootFull").unwrap());

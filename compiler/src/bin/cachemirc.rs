@@ -653,15 +653,31 @@ fn write_plan(
         None => None,
     };
     let leveling = start.elapsed();
-    let mut plan = std::borrow::Cow::Borrowed(leveled.as_ref().map_or(&lowered.plan, |l| &l.plan));
+    // A leveled plan is final: it is scheduled. An unleveled one keeps the lowering's order, in
+    // which the level pass (or a later `--params` compile) expects each site's instructions.
+    let start = std::time::Instant::now();
+    let (mut plan, schedule_line) = match &leveled {
+        Some(l) => {
+            let scheduled = cachemir_compiler::schedule::schedule(&l.plan)
+                .context("scheduling (a compiler bug)")?;
+            let line = schedule_summary(
+                &scheduled.before,
+                &scheduled.after,
+                scheduled.plan.registers,
+            );
+            (scheduled.plan, Some(line))
+        }
+        None => (lowered.plan.clone(), None),
+    };
+    let scheduling = start.elapsed();
     if generation.is_some() {
-        plan.to_mut().generation = generation;
+        plan.generation = generation;
         plan.validate()
             .context("the generation plan is inconsistent (a compiler bug)")?;
     }
     let (bytes, weights) = match emit {
         CompileEmit::Plan => (plan.to_bytes()?, true),
-        CompileEmit::PlanJson => (serde_json::to_vec(&*plan)?, true),
+        CompileEmit::PlanJson => (serde_json::to_vec(&plan)?, true),
         CompileEmit::Asm => (plan.disassemble().into_bytes(), false),
         _ => unreachable!("only lowering emits reach write_plan"),
     };
@@ -689,13 +705,17 @@ fn write_plan(
             if let Some(l) = &leveled {
                 println!("{}", leveling_summary(l));
             }
+            if let Some(line) = &schedule_line {
+                println!("{line}");
+            }
             println!(
                 "compiled in {:.2} s (import and tensor-level passes {:.2} s, lowering {:.2} s, \
-                 levels {:.2} s)",
-                (tensor_level + lowering + leveling).as_secs_f64(),
+                 levels {:.2} s, schedule {:.2} s)",
+                (tensor_level + lowering + leveling + scheduling).as_secs_f64(),
                 tensor_level.as_secs_f64(),
                 lowering.as_secs_f64(),
-                leveling.as_secs_f64()
+                leveling.as_secs_f64(),
+                scheduling.as_secs_f64()
             );
         }
         None => {
@@ -707,6 +727,9 @@ fn write_plan(
             eprint!("{summary}");
             if let Some(l) = &leveled {
                 eprintln!("{}", leveling_summary(l));
+            }
+            if let Some(line) = &schedule_line {
+                eprintln!("{line}");
             }
         }
     }
@@ -791,7 +814,9 @@ fn leveling_summary(l: &cachemir_compiler::levels::Leveled) -> String {
         l.bootstrapped_ciphertexts,
         l.placement.bootstraps(),
         l.placement.cost_ms / 1e3,
-        if l.placement.exact {
+        if l.placement.greedy_fallback {
+            "greedy waterline: the state-capped search found none"
+        } else if l.placement.exact {
             "exact"
         } else {
             "state-capped"
@@ -1118,4 +1143,24 @@ fn eval(
         }
     }
     Ok(())
+}
+
+/// `schedule: peak … → … live ciphertexts (bytes), N registers`.
+fn schedule_summary(
+    before: &cachemir_compiler::report::memory::Memory,
+    after: &cachemir_compiler::report::memory::Memory,
+    registers: u32,
+) -> String {
+    let bytes = match (before.peak_bytes, after.peak_bytes) {
+        (Some(b), Some(a)) => format!(
+            " ({:.2} → {:.2} GiB)",
+            b as f64 / f64::from(1u32 << 30),
+            a as f64 / f64::from(1u32 << 30)
+        ),
+        _ => String::new(),
+    };
+    format!(
+        "schedule: peak {} → {} live ciphertexts{bytes}, {registers} registers",
+        before.peak_ciphertexts, after.peak_ciphertexts
+    )
 }

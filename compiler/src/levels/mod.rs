@@ -246,7 +246,25 @@ pub fn place(
         max_states: options.max_states,
     };
     let placement = match options.strategy {
-        Strategy::Optimal(_) => placement::optimal(&problem),
+        // The state-capped search can drop every state that leads to a feasible placement: a
+        // search with four times the states, then the waterline placement, take over.
+        Strategy::Optimal(_) => placement::optimal(&problem).or_else(|first| {
+            let wider = placement::Problem {
+                bootstrap_scaling: problem.bootstrap_scaling.clone(),
+                bootstrap_ms: problem.bootstrap_ms.clone(),
+                max_states: problem.max_states.saturating_mul(4),
+                ..problem
+            };
+            placement::optimal(&wider).or_else(|_| {
+                placement::greedy(&problem)
+                    .map(|p| placement::Placement {
+                        exact: false,
+                        greedy_fallback: true,
+                        ..p
+                    })
+                    .map_err(|_| first)
+            })
+        }),
         Strategy::Greedy => placement::greedy(&problem),
     }
     .map_err(

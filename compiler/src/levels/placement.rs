@@ -56,6 +56,9 @@ pub struct Placement {
     pub cost_ms: f64,
     /// Whether no state was dropped by the cap.
     pub exact: bool,
+    /// Whether the state-capped search found no feasible placement and the greedy waterline
+    /// placement stands in ([`super::place`]).
+    pub greedy_fallback: bool,
 }
 
 impl Placement {
@@ -233,8 +236,10 @@ impl Problem<'_> {
 
 /// A topological order that keeps the live set small: each sink as soon as its inputs are ready
 /// (KV-cache states leave the live set at the end of their layer, not at the end of the plan),
-/// and each source only when nothing else is ready, the one whose first consumer comes first
-/// (a layer's cache enters the live set when that layer reaches its attention).
+/// then the ready value whose first consumer comes first (a V projection waits for the attention
+/// that reads it instead of crossing the QKᵀ and softmax chain live), and each source only when
+/// nothing else is ready, the one whose first consumer comes first (a layer's cache enters the
+/// live set when that layer reaches its attention).
 fn order(preds: &[Vec<(usize, u32)>]) -> Vec<usize> {
     let n = preds.len();
     let mut successors: Vec<Vec<usize>> = vec![Vec::new(); n];
@@ -246,12 +251,13 @@ fn order(preds: &[Vec<(usize, u32)>]) -> Vec<usize> {
         }
     }
     let key = |v: usize| {
+        let first_use = successors[v].iter().copied().min().unwrap_or(v);
         if successors[v].is_empty() {
             (0, v)
         } else if preds[v].is_empty() {
-            (2, successors[v].iter().copied().min().unwrap_or(v))
+            (2, first_use)
         } else {
-            (1, v)
+            (1, first_use)
         }
     };
     let mut ready: std::collections::BTreeSet<((u8, usize), usize)> = (0..n)
@@ -319,6 +325,17 @@ pub fn optimal(problem: &Problem<'_>) -> Result<Placement, PlacementError> {
             }
         }
         if trace {
+            let highest: Vec<(usize, u32)> = next_live
+                .iter()
+                .enumerate()
+                .map(|(i, &u)| {
+                    (
+                        problem.nodes[u].site,
+                        best.keys().map(|k| k[i]).max().unwrap_or(0),
+                    )
+                })
+                .collect();
+            eprintln!("  highest live levels (site, level): {highest:?}");
             eprintln!(
                 "placement: site {} ({:?}) preds {:?}: {} states in, {} out, live {}",
                 problem.nodes[v].site,
@@ -387,6 +404,21 @@ pub fn optimal(problem: &Problem<'_>) -> Result<Placement, PlacementError> {
                 let mut highest: Vec<usize> = (0..front.len()).collect();
                 highest.sort_by_key(|&i| std::cmp::Reverse(front[i].0.iter().sum::<u32>()));
                 let mut chosen: Vec<usize> = (0..share / 2).collect();
+                // The cheapest state with the highest level of each live value: a value that
+                // must reach a high level much later (a V projection waiting for its cache
+                // append) keeps a way to get there.
+                for coordinate in 0..next_live.len() {
+                    let top = (0..front.len())
+                        .max_by(|&a, &b| {
+                            front[a].0[coordinate]
+                                .cmp(&front[b].0[coordinate])
+                                .then_with(|| front[b].1.total_cmp(&front[a].1))
+                        })
+                        .expect("a non-empty front");
+                    if !chosen.contains(&top) {
+                        chosen.push(top);
+                    }
+                }
                 for i in highest {
                     if chosen.len() >= share {
                         break;
@@ -424,6 +456,7 @@ pub fn optimal(problem: &Problem<'_>) -> Result<Placement, PlacementError> {
         bootstrapped,
         cost_ms: cost,
         exact,
+        greedy_fallback: false,
     })
 }
 
@@ -473,6 +506,7 @@ pub fn exhaustive(problem: &Problem<'_>) -> Option<Placement> {
         bootstrapped: choices.iter().map(|c| c.is_some_and(|c| c.boot)).collect(),
         cost_ms: cost,
         exact: true,
+        greedy_fallback: false,
     })
 }
 
@@ -590,6 +624,7 @@ pub fn greedy(problem: &Problem<'_>) -> Result<Placement, PlacementError> {
         bootstrapped,
         cost_ms: cost,
         exact: true,
+        greedy_fallback: false,
     })
 }
 

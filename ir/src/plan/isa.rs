@@ -12,6 +12,13 @@ pub type Register = u32;
 pub trait Operand {
     fn visit(&self, reads: &mut Vec<Register>, writes: &mut Vec<Register>);
     fn print(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result;
+    /// Renames the registers the operand reads (`read`) and writes (`write`).
+    fn rename(
+        &mut self,
+        _read: &mut dyn FnMut(Register) -> Register,
+        _write: &mut dyn FnMut(Register) -> Register,
+    ) {
+    }
 }
 
 /// The register an instruction writes.
@@ -52,6 +59,13 @@ impl Operand for Dst {
     fn visit(&self, _: &mut Vec<Register>, writes: &mut Vec<Register>) {
         writes.push(self.0);
     }
+    fn rename(
+        &mut self,
+        _: &mut dyn FnMut(Register) -> Register,
+        write: &mut dyn FnMut(Register) -> Register,
+    ) {
+        self.0 = write(self.0);
+    }
     fn print(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "r{}", self.0)
     }
@@ -61,6 +75,13 @@ impl Operand for Src {
     fn visit(&self, reads: &mut Vec<Register>, _: &mut Vec<Register>) {
         reads.push(self.0);
     }
+    fn rename(
+        &mut self,
+        read: &mut dyn FnMut(Register) -> Register,
+        _: &mut dyn FnMut(Register) -> Register,
+    ) {
+        self.0 = read(self.0);
+    }
     fn print(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "r{}", self.0)
     }
@@ -69,6 +90,15 @@ impl Operand for Src {
 impl Operand for Dsts {
     fn visit(&self, _: &mut Vec<Register>, writes: &mut Vec<Register>) {
         writes.extend(&self.0);
+    }
+    fn rename(
+        &mut self,
+        _: &mut dyn FnMut(Register) -> Register,
+        write: &mut dyn FnMut(Register) -> Register,
+    ) {
+        for r in &mut self.0 {
+            *r = write(*r);
+        }
     }
     fn print(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let names: Vec<String> = self.0.iter().map(|r| format!("r{r}")).collect();
@@ -122,6 +152,25 @@ macro_rules! instructions {
                     })*
                 }
                 (reads, writes)
+            }
+        }
+
+        impl Instruction {
+            /// Renames every register: reads through `read` (in operand order), then writes
+            /// through `write` (in operand order; a hoisted group's destinations in order).
+            pub fn rename_registers(
+                &mut self,
+                read: &mut dyn FnMut(Register) -> Register,
+                write: &mut dyn FnMut(Register) -> Register,
+            ) {
+                let mut no_write = |r: Register| r;
+                let mut no_read = |r: Register| r;
+                match self {
+                    $(Instruction::$name { $($field),* } => {
+                        $(Operand::rename($field, read, &mut no_write);)*
+                        $(Operand::rename($field, &mut no_read, write);)*
+                    })*
+                }
             }
         }
 
