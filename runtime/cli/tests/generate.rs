@@ -14,7 +14,7 @@
 
 use cachemir_compiler::generation::{generation_calibration, generation_step};
 use cachemir_compiler::levels::params::by_name;
-use cachemir_compiler::levels::{LevelOptions, Strategy, assign_levels, calibrated_bound};
+use cachemir_compiler::levels::{LevelOptions, assign_levels, calibrated_bound};
 use cachemir_compiler::lower::weights::write_weights;
 use cachemir_compiler::lower::{LowerOptions, lower};
 use cachemir_compiler::passes::approximate::Approximate;
@@ -142,7 +142,7 @@ fn generated(out: &Output) -> Value {
 }
 
 /// Compiles the tiny Llama as `cachemirc compile --generation --max-context CONTEXT
-/// --encrypt-from EMBEDDING --slots SLOTS [--params PARAMS --insecure --placement greedy]`
+/// --encrypt-from EMBEDDING --slots SLOTS [--params PARAMS --insecure]`
 /// does, into `dir/NAME.plan` and its weights.
 fn compile(
     models: &Path,
@@ -184,10 +184,10 @@ fn compile(
     .unwrap();
     let mut plan = match params {
         Some(params) => {
-            let mut options = LevelOptions::new(by_name(params).unwrap());
-            // The KV-aware placement finds no placement for generation plans yet (the level
-            // pass reports "breaks a KV-cache storage level"); the greedy waterline does.
-            options.strategy = Strategy::Greedy;
+            // The default (KV-aware) placement; for generation plans it finds none yet and
+            // falls back to the greedy waterline, which stores the cache one level below where
+            // it is read (see the cpu test).
+            let options = LevelOptions::new(by_name(params).unwrap());
             assign_levels(
                 &lowered.plan,
                 &|site| calibrated_bound(&graph, site),
@@ -306,8 +306,8 @@ fn cpu_generates_the_tokens_of_sim_at_toy_parameters() {
         cachemir(&args)
     };
     if !state_levels_agree {
-        // The greedy placement stores the cache below the level it is read at: one step only,
-        // refused before any work beyond it.
+        // A placement that stores the cache below the level it is read at (the greedy
+        // waterline): one step only, more refused before any work.
         refused(&generate("sim", "2", &[]), "KV-aware");
         eprintln!("the toy plan's KV-cache levels disagree: one step compared");
     }
