@@ -1,9 +1,9 @@
 //! Generation plans (`cachemirc compile --generation --max-context N`): an imported decode step
 //! (a decoder-with-past export bound to one token against `N − 1` cache positions, see
 //! `cachemir_onnx::ImportOptions::decode_context`) made into a step that a runtime repeats once
-//! per token — its KV-cache states slide by one position ([`cachemir_ir::kv_window`]) so each
-//! step's states feed the next — and the metadata the runtime needs to feed it
-//! ([`Generation`]).
+//! per token — each step writes its key and value into the cache by a masked add
+//! ([`cachemir_ir::kv_window`]), so each step's states feed the next — and the metadata the
+//! runtime needs to feed it ([`Generation`]).
 //!
 //! The prompt runs through the same step token by token: on an encrypted KV cache a prefill of
 //! `S` tokens costs `S` decode steps' worth of attention and matrix products anyway (one token's
@@ -40,6 +40,12 @@ pub enum GenerationSetupError {
         shape: Vec<usize>,
         max_context: usize,
     },
+    #[error(
+        "a calibration sample has {have} past positions, more than the {} cache slots of a {max_context}-token context: give --max-context {} or more",
+        max_context - 1,
+        have + 1
+    )]
+    CalibrationPast { have: usize, max_context: usize },
     #[error(transparent)]
     Ir(#[from] IrError),
 }
@@ -81,53 +87,66 @@ pub fn generation_step(
     {
         return Err(GenerationSetupError::NoStates);
     }
-    kv_window::slide_kv_cache(graph)?;
+    kv_window::write_kv_cache(graph)?;
     Ok(Generation {
         max_context,
         token_input: TOKEN_INPUT.into(),
         position_input: POSITION_INPUT.into(),
         mask_input: MASK_INPUT.into(),
+        write_mask_input: kv_window::WRITE_MASK_INPUT.into(),
         logits_output: LOGITS_OUTPUT.into(),
     })
 }
 
 /// Calibration samples for a generation plan: the recorded decode-step samples, each cache
-/// left-padded to `max_context − 1` positions with masked zeros (`past_key_values.*` on axis 2,
-/// `attention_mask` on axis 1), the way a cache that is not yet full is filled; plus the inputs of
-/// every step of [`ROLLOUTS`] greedy generations of `max_context` tokens run by the reference
-/// interpreter on `step` (the sliding-cache step graph), each started from a recorded sample's
-/// token. Recorded samples cover one cache length; the rollouts cover them all, from a softmax
-/// over one position (a denominator of 1) to a full context, so every polynomial's calibrated
-/// domain holds at every step.
+/// extended to the plan's `max_context − 1` slots with masked zeros after its recorded positions
+/// (`past_key_values.*` on axis 2; `attention_mask` gets zeros before its last entry, the current
+/// token) and a write mask for the first free slot; plus the inputs of every step of
+/// [`ROLLOUTS`] greedy generations of `max_context` tokens run by the reference interpreter on
+/// `step` (the generation step graph), each started from a recorded sample's token. Recorded
+/// samples cover one cache length; the rollouts cover them all, from a softmax over one position
+/// (a denominator of 1) to a full context, so every polynomial's calibrated domain holds at every
+/// step.
 ///
 /// # Errors
-/// [`GenerationSetupError::Context`] for a sample whose mask is longer than `max_context`;
-/// [`GenerationSetupError::Ir`] when the reference interpreter fails.
+/// [`GenerationSetupError::CalibrationPast`] for a sample with more past positions than the plan
+/// has cache slots; [`GenerationSetupError::Ir`] when the reference interpreter fails.
 pub fn generation_calibration(
     calibration: &mut Calibration,
     generation: &Generation,
     step: &Graph,
 ) -> Result<(), GenerationSetupError> {
     let max_context = generation.max_context;
+    let slots = max_context - 1;
     for sample in &mut calibration.samples {
+        let mut recorded = None;
         for (name, tensor) in sample.iter_mut() {
-            let (axis, length) = if name == &generation.mask_input {
-                (1, max_context)
-            } else if name.starts_with("past_key_values.") {
-                (kv_window::POSITION_AXIS, max_context - 1)
+            let shape = tensor.shape().to_vec();
+            let (axis, have, at) = if name == &generation.mask_input && shape.len() == 2 {
+                // Slots, then the current token.
+                (1, shape[1] - 1, shape[1] - 1)
+            } else if name.starts_with("past_key_values.") && shape.len() > kv_window::POSITION_AXIS
+            {
+                let have = shape[kv_window::POSITION_AXIS];
+                (kv_window::POSITION_AXIS, have, have)
             } else {
                 continue;
             };
-            let shape = tensor.shape().to_vec();
-            let Some(&have) = shape.get(axis) else {
-                continue;
-            };
-            if have > length {
-                return Err(GenerationSetupError::Context { shape, max_context });
+            if have > slots {
+                return Err(GenerationSetupError::CalibrationPast { have, max_context });
             }
-            if have < length {
-                *tensor = left_pad(tensor, axis, length - have);
+            recorded = Some(have);
+            if have < slots {
+                *tensor = insert_zeros(tensor, axis, at, slots - have);
             }
+        }
+        if let Some(have) = recorded {
+            let write: Vec<f32> = (0..slots)
+                .map(|slot| f32::from(u8::from(slot == have.min(slots - 1))))
+                .collect();
+            let write = ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&[1, 1, slots, 1]), write)
+                .expect("slots values");
+            sample.insert(generation.write_mask_input.clone(), Tensor::F32(write));
         }
     }
     let starts: Vec<i64> = calibration
@@ -197,22 +216,25 @@ fn rollout(
     Ok(samples)
 }
 
-/// `tensor` with `count` zeros prepended along `axis` (element type kept).
-fn left_pad(tensor: &Tensor, axis: usize, count: usize) -> Tensor {
-    fn pad<T: Clone + Default>(
+/// `tensor` with `count` zeros inserted along `axis` before index `at` (element type kept).
+fn insert_zeros(tensor: &Tensor, axis: usize, at: usize, count: usize) -> Tensor {
+    fn insert<T: Clone + Default>(
         a: &ndarray::ArrayD<T>,
         axis: usize,
+        at: usize,
         count: usize,
     ) -> ndarray::ArrayD<T> {
         let mut shape = a.shape().to_vec();
         shape[axis] = count;
         let zeros = ndarray::ArrayD::<T>::default(ndarray::IxDyn(&shape));
-        ndarray::concatenate(ndarray::Axis(axis), &[zeros.view(), a.view()]).expect("same rank")
+        let (before, after) = a.view().split_at(ndarray::Axis(axis), at);
+        ndarray::concatenate(ndarray::Axis(axis), &[before, zeros.view(), after])
+            .expect("same rank")
     }
     match tensor {
-        Tensor::F32(a) => Tensor::F32(pad(a, axis, count)),
-        Tensor::F64(a) => Tensor::F64(pad(a, axis, count)),
-        Tensor::I64(a) => Tensor::I64(pad(a, axis, count)),
-        Tensor::Bool(a) => Tensor::Bool(pad(a, axis, count)),
+        Tensor::F32(a) => Tensor::F32(insert(a, axis, at, count)),
+        Tensor::F64(a) => Tensor::F64(insert(a, axis, at, count)),
+        Tensor::I64(a) => Tensor::I64(insert(a, axis, at, count)),
+        Tensor::Bool(a) => Tensor::Bool(insert(a, axis, at, count)),
     }
 }

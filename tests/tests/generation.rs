@@ -119,7 +119,7 @@ fn generate_teacher_forced(model: &str) {
     let transcript = transcript(&dir, model);
     let (reference, graph, generation) = compile(&dir, model);
     let lowered = lower_model_at(&graph, model, SLOTS);
-    let mut plan = lowered.plan.clone();
+    let mut plan = cachemir_compiler::lower::dedupe::dedupe(&lowered.plan).0;
     plan.generation = Some(generation.clone());
     plan.validate().unwrap();
     let weights: HashMap<TensorRef, Vec<f64>> = weight_values(&lowered, &graph)

@@ -635,6 +635,10 @@ fn write_plan(
         };
         input_error(anyhow::anyhow!("lowering: {e}{hint}"))
     })?;
+    let mut lowered = lowered;
+    if generation.is_some() {
+        lowered.plan = cachemir_compiler::lower::dedupe::dedupe(&lowered.plan).0;
+    }
     let lowering = start.elapsed();
     lowered
         .plan

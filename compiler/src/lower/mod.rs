@@ -6,6 +6,7 @@
 //! - [`lower`]: the driver, producing a [`cachemir_ir::plan::Plan`].
 
 pub mod builder;
+pub mod dedupe;
 pub mod kernels;
 mod lowering;
 pub mod movement;

@@ -4,16 +4,15 @@
 //! A generation plan is compiled from a decoder-with-past export (the Hugging Face `optimum`
 //! convention: inputs `input_ids`, `position_ids`, `attention_mask`, `past_key_values.{i}.key` /
 //! `.value`; outputs `logits`, `present.{i}.key` / `.value`) bound as **one decode step against a
-//! cache of `max_context − 1` positions**. Its states are *sliding windows*: each step's state
-//! output is the step's `present` without its oldest position, in the state input's layout, so
-//! that it feeds the next step unchanged and the cache never grows. The prompt is fed token by
-//! token through the same step (a 1-token step costs the same as any decode step; see
-//! [`Generation::step_inputs`]), so a context holds at most `max_context` tokens.
+//! cache of `max_context − 1` slots**. Each step writes its key and value into slot `n` of the
+//! cache by a masked add ([`crate::kv_window`]), so the state output feeds the next step
+//! unchanged and the encrypted cache keeps one size, one layout and one level. The prompt is fed
+//! token by token through the same step, so a context holds at most `max_context` tokens.
 //!
-//! The feeding protocol is the one of the shared `*_decode_step_*` models (see
-//! `../shared/models/README.md`): at step `n` (0-based) the token's position is `n` and the
-//! attention mask covers the last `n + 1` of the `max_context` cache positions; states start as
-//! encryptions of zeros, which the mask removes.
+//! The feeding protocol ([`Generation::step_inputs`]): at step `n` (0-based) the token's position
+//! is `n`; the attention mask covers cache slots `0..n` and the current token (the mask's last
+//! entry); the write mask selects slot `n`. States start as encryptions of zeros, which the mask
+//! removes.
 
 use crate::tensor::Tensor;
 use ndarray::{ArrayD, IxDyn};
@@ -29,8 +28,11 @@ pub struct Generation {
     pub token_input: String,
     /// The public input of positions, `i64 [1, 1]`.
     pub position_input: String,
-    /// The public attention mask, `i64 [1, max_context]`.
+    /// The public attention mask, `i64 [1, max_context]`: cache slots then the current token.
     pub mask_input: String,
+    /// The public one-hot of the cache slot each step writes, `f32 [1, 1, max_context − 1, 1]`
+    /// ([`crate::kv_window::WRITE_MASK_INPUT`]).
+    pub write_mask_input: String,
     /// The encrypted output of next-token logits, `[1, 1, vocabulary]`.
     pub logits_output: String,
 }
@@ -46,7 +48,7 @@ pub enum GenerationError {
 
 impl Generation {
     /// The inputs of step `step` (0-based: the step's token sits at position `step`) feeding
-    /// `token`: the token ids, the position and the mask, by input name.
+    /// `token`: the token ids, the position, the attention mask and the write mask, by input name.
     ///
     /// # Errors
     /// [`GenerationError::ContextFull`] when `step ≥ max_context`.
@@ -61,20 +63,29 @@ impl Generation {
                 max_context: self.max_context,
             });
         }
+        let slots = self.max_context - 1;
         let scalar = |value: i64| {
             Tensor::I64(ArrayD::from_shape_vec(IxDyn(&[1, 1]), vec![value]).expect("1 value"))
         };
         let mask: Vec<i64> = (0..self.max_context)
-            .map(|position| i64::from(position + step + 1 >= self.max_context))
+            .map(|position| i64::from(position < step || position == slots))
             .collect();
         let mask = Tensor::I64(
             ArrayD::from_shape_vec(IxDyn(&[1, self.max_context]), mask)
                 .expect("max_context values"),
         );
+        // The last step of a full context writes nowhere: no step reads its entry.
+        let write: Vec<f32> = (0..slots)
+            .map(|slot| f32::from(u8::from(slot == step)))
+            .collect();
+        let write = Tensor::F32(
+            ArrayD::from_shape_vec(IxDyn(&[1, 1, slots, 1]), write).expect("slots values"),
+        );
         Ok(vec![
             (self.token_input.clone(), scalar(token)),
             (self.position_input.clone(), scalar(step as i64)),
             (self.mask_input.clone(), mask),
+            (self.write_mask_input.clone(), write),
         ])
     }
 }
@@ -89,22 +100,34 @@ mod tests {
             token_input: "input_ids".into(),
             position_input: "position_ids".into(),
             mask_input: "attention_mask".into(),
+            write_mask_input: "cache_write_mask".into(),
             logits_output: "logits".into(),
         }
     }
 
     #[test]
-    fn the_mask_covers_the_last_step_plus_one_positions() {
+    fn the_masks_follow_the_cache_slots() {
         let g = generation();
-        for (step, expected) in [[0, 0, 0, 1], [0, 0, 1, 1], [0, 1, 1, 1], [1, 1, 1, 1]]
-            .iter()
-            .enumerate()
-        {
+        let masks = [[0, 0, 0, 1], [1, 0, 0, 1], [1, 1, 0, 1], [1, 1, 1, 1]];
+        let writes = [
+            [1.0, 0.0, 0.0],
+            [0.0, 1.0, 0.0],
+            [0.0, 0.0, 1.0],
+            [0.0, 0.0, 0.0],
+        ];
+        for step in 0..4 {
             let inputs = g.step_inputs(step, 7).unwrap();
             assert_eq!(inputs[0].1.to_i64_vec(), vec![7]);
             assert_eq!(inputs[1].1.to_i64_vec(), vec![step as i64]);
             assert_eq!(inputs[2].1.shape(), &[1, 4]);
-            assert_eq!(inputs[2].1.to_i64_vec(), expected.to_vec(), "step {step}");
+            assert_eq!(
+                inputs[2].1.to_i64_vec(),
+                masks[step].to_vec(),
+                "step {step}"
+            );
+            assert_eq!(inputs[3].1.shape(), &[1, 1, 3, 1]);
+            let write: Vec<f64> = inputs[3].1.to_f64().iter().copied().collect();
+            assert_eq!(write, writes[step].to_vec(), "step {step}");
         }
         assert_eq!(
             g.step_inputs(4, 7).unwrap_err(),
