@@ -8,7 +8,8 @@
 //! - encrypted on `cpu` at ToyBootN12 (2048 slots, INSECURE, for CI) the tokens equal `sim`'s on
 //!   the same plan;
 //! - a session resumes: `--tokens 1` twice gives the tokens of one `--tokens 2`, and a process
-//!   killed (SIGKILL) in the middle of a generation resumes to the uninterrupted tokens;
+//!   killed (SIGKILL) at a random point of the fifth of eight decode steps resumes to the
+//!   uninterrupted tokens;
 //! - bad usage exits 2 before any step;
 //! - `run --session` keeps a plan's KV-cache state on the server between two encrypted steps.
 
@@ -412,8 +413,8 @@ fn a_session_resumes_where_it_stopped() {
         ]
     );
 
-    // Killed mid-generation (SIGKILL, during the step after the one it logged), then resumed.
-    const TOKENS: usize = 6;
+    // Killed (SIGKILL) at a random point of the fifth of eight decode steps, then resumed.
+    const TOKENS: usize = 8;
     let whole = generated(&run(generate(None, prompt, &TOKENS.to_string())));
     let killed = scratch.path().join("killed");
     let args = generate(Some(&killed), prompt, &TOKENS.to_string());
@@ -423,6 +424,7 @@ fn a_session_resumes_where_it_stopped() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // The fourth decode step's log line ends it; the fifth is then in flight for ~100 ms.
     let kill_after = format!("step {}:", prompt_len + 2);
     let stderr = BufReader::new(child.stderr.take().unwrap());
     for line in stderr.lines() {
@@ -430,6 +432,12 @@ fn a_session_resumes_where_it_stopped() {
             break;
         }
     }
+    let random_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos()
+        % 60;
+    std::thread::sleep(std::time::Duration::from_millis(u64::from(random_ms)));
     child.kill().unwrap();
     let status = child.wait().unwrap();
     assert!(!status.success(), "killed before the end");
@@ -439,7 +447,7 @@ fn a_session_resumes_where_it_stopped() {
         .unwrap()
         .len();
     eprintln!(
-        "killed at step {} with {done}/{TOKENS} tokens",
+        "killed {random_ms} ms into decode step 5: session at step {} with {done}/{TOKENS} tokens",
         manifest["step"]
     );
     assert!((3..TOKENS).contains(&done), "{done}");
