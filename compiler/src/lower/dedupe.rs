@@ -38,11 +38,12 @@ pub fn dedupe(plan: &Plan) -> (Plan, usize) {
     for (k, instruction) in plan.instructions.iter().enumerate() {
         let mut instruction = instruction.clone();
         instruction.rename_registers(&mut |r| *alias.get(&r).unwrap_or(&r), &mut |r| r);
-        let pure = !matches!(
-            instruction,
-            Instruction::Load { .. } | Instruction::Store { .. } | Instruction::Free { .. }
-        );
         let (_, writes) = instruction.registers();
+        let pure = !writes.is_empty()
+            && !matches!(
+                instruction,
+                Instruction::Load { .. } | Instruction::Store { .. } | Instruction::Free { .. }
+            );
         if pure {
             let mut shape = instruction.clone();
             shape.rename_registers(&mut |r| r, &mut |_| Register::MAX);
