@@ -49,11 +49,7 @@ pub struct DecryptArgs {
 pub fn run(args: &DecryptArgs) -> Result<()> {
     use cachemir_vm::Client;
     let plan = load_plan(&args.plan)?;
-    let insecure = if args.insecure {
-        Insecure::Allow
-    } else {
-        Insecure::Refuse
-    };
+    let insecure = Insecure::allowed_if(args.insecure);
     let params = CpuParameters::for_plan(&plan, insecure).map_err(cpu_error)?;
     let user = format!("plan {}", args.plan.display());
     let client =

@@ -84,11 +84,7 @@ pub fn read_inputs(args: &[String]) -> Result<HashMap<String, Tensor>> {
 /// `--insecure`, or inputs that do not fit the plan; runtime failures otherwise.
 pub fn run(args: &EncryptArgs) -> Result<()> {
     let plan = load_plan(&args.plan)?;
-    let insecure = if args.insecure {
-        Insecure::Allow
-    } else {
-        Insecure::Refuse
-    };
+    let insecure = Insecure::allowed_if(args.insecure);
     let params = CpuParameters::for_plan(&plan, insecure).map_err(cpu_error)?;
     let user = format!("plan {}", args.plan.display());
     let client =

@@ -38,11 +38,7 @@ pub struct KeygenArgs {
 pub fn run(args: &KeygenArgs) -> Result<()> {
     let start = Instant::now();
     let plan = load_plan(&args.plan)?;
-    let insecure = if args.insecure {
-        Insecure::Allow
-    } else {
-        Insecure::Refuse
-    };
+    let insecure = Insecure::allowed_if(args.insecure);
     let params = CpuParameters::for_plan(&plan, insecure).map_err(cpu_error)?;
     let requirements = KeyRequirements::for_plan(&plan).map_err(cpu_error)?;
     std::fs::create_dir_all(&args.output)

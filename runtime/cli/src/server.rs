@@ -57,11 +57,7 @@ pub struct ServeArgs {
 pub fn run(args: &ServeArgs) -> Result<()> {
     let start = Instant::now();
     let plan = load_plan(&args.plan)?;
-    let insecure = if args.insecure {
-        Insecure::Allow
-    } else {
-        Insecure::Refuse
-    };
+    let insecure = Insecure::allowed_if(args.insecure);
     let params = CpuParameters::for_plan(&plan, insecure).map_err(cpu_error)?;
     let user = format!("plan {}", args.plan.display());
     let bundle =

@@ -191,11 +191,7 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
                      runs without keys"
                 ))
             })?;
-            let insecure = if args.insecure {
-                Insecure::Allow
-            } else {
-                Insecure::Refuse
-            };
+            let insecure = Insecure::allowed_if(args.insecure);
             let params = CpuParameters::for_plan(&plan, insecure).map_err(cpu_error)?;
             let user = format!("plan {}", args.plan.display());
             let client =

@@ -29,6 +29,17 @@ pub enum Insecure {
     Allow,
 }
 
+impl Insecure {
+    /// [`Insecure::Allow`] when the user asked for insecure parameters (`--insecure`).
+    pub fn allowed_if(asked: bool) -> Self {
+        if asked {
+            Insecure::Allow
+        } else {
+            Insecure::Refuse
+        }
+    }
+}
+
 /// A plan's parameters resolved to a CKKS context, with the scale of each level.
 #[derive(Debug, Clone)]
 pub struct CpuParameters {
