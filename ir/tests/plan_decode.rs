@@ -4,13 +4,10 @@
 //! or level trace without `cargo fuzz`.
 
 use cachemir_ir::layout::{Layout, Run};
+use cachemir_ir::plan::builder::PlanBuilder;
 use cachemir_ir::plan::fuzz::{Outcome, decode_untrusted};
 use cachemir_ir::plan::levels::trace;
-use cachemir_ir::plan::{
-    Ciphertexts, Dst, Dsts, Instruction as I, Io, Level, PLAN_FORMAT_VERSION, Parameters, Part,
-    Plain, Plaintext, Plan, RangeCheck, Scalar, Site, Slots, Src, State, Step, Steps, TensorRef,
-};
-use serde_json::json;
+use cachemir_ir::plan::{Instruction as I, Parameters, Plaintext, Plan, RangeCheck, TensorRef};
 use std::collections::BTreeMap;
 
 const SLOTS: usize = 8;
@@ -19,11 +16,6 @@ const SLOTS: usize = 8;
 /// range check; valid and consistent in levels.
 fn small_plan() -> Plan {
     let vector = Layout::row_major(&[4], SLOTS);
-    let io = |name: &str, level| Ciphertexts {
-        name: name.into(),
-        layout: vector.clone(),
-        level: Some(level),
-    };
     let run = Run {
         ciphertext: 0,
         slot: 0,
@@ -32,128 +24,8 @@ fn small_plan() -> Plan {
         step: 1,
     };
     let w = || TensorRef::Weight("w".into());
-    let instructions = vec![
-        I::Load {
-            dst: Dst(0),
-            input: Io(0),
-            part: Part(0),
-        },
-        I::Load {
-            dst: Dst(1),
-            input: Io(1),
-            part: Part(0),
-        },
-        I::Add {
-            dst: Dst(2),
-            a: Src(0),
-            b: Src(1),
-        },
-        I::Sub {
-            dst: Dst(3),
-            a: Src(2),
-            b: Src(0),
-        },
-        I::Multiply {
-            dst: Dst(4),
-            a: Src(3),
-            b: Src(1),
-        },
-        I::Rescale {
-            dst: Dst(5),
-            a: Src(4),
-        },
-        I::MultiplyPlain {
-            dst: Dst(6),
-            a: Src(5),
-            plaintext: Plain(0),
-        },
-        I::Rescale {
-            dst: Dst(7),
-            a: Src(6),
-        },
-        I::AddPlain {
-            dst: Dst(8),
-            a: Src(7),
-            plaintext: Plain(1),
-        },
-        I::SubPlain {
-            dst: Dst(9),
-            a: Src(8),
-            plaintext: Plain(2),
-        },
-        I::AddScalar {
-            dst: Dst(10),
-            a: Src(9),
-            value: Scalar(0.5),
-        },
-        I::Negate {
-            dst: Dst(11),
-            a: Src(10),
-        },
-        I::Rotate {
-            dst: Dst(12),
-            a: Src(11),
-            step: Step(1),
-        },
-        I::RotateHoisted {
-            dsts: Dsts(vec![13, 14]),
-            a: Src(12),
-            steps: Steps(vec![2, -1]),
-        },
-        I::Add {
-            dst: Dst(15),
-            a: Src(13),
-            b: Src(14),
-        },
-        I::MultiplyScalar {
-            dst: Dst(16),
-            a: Src(15),
-            value: Scalar(0.25),
-        },
-        I::Rescale {
-            dst: Dst(17),
-            a: Src(16),
-        },
-        I::Bootstrap {
-            dst: Dst(18),
-            a: Src(17),
-            slots: Slots(4),
-            level: Level(9),
-            scale: Scalar(2.0),
-        },
-        I::LevelDown {
-            dst: Dst(19),
-            a: Src(18),
-            level: Level(2),
-        },
-        I::Free { a: Src(0) },
-        I::Store {
-            src: Src(19),
-            output: Io(0),
-            part: Part(0),
-        },
-        I::MultiplyPlain {
-            dst: Dst(20),
-            a: Src(18),
-            plaintext: Plain(3),
-        },
-        I::Rescale {
-            dst: Dst(21),
-            a: Src(20),
-        },
-        I::LevelDown {
-            dst: Dst(22),
-            a: Src(21),
-            level: Level(3),
-        },
-        I::Store {
-            src: Src(22),
-            output: Io(1),
-            part: Part(0),
-        },
-    ];
-    let n = instructions.len();
-    let parameters = Parameters {
+    let mut b = PlanBuilder::new("small", SLOTS);
+    b.parameters(Parameters {
         name: "Small".into(),
         log_n: 4,
         log_scale: 40,
@@ -162,73 +34,84 @@ fn small_plan() -> Plan {
         special_primes: 2,
         dnum: 2,
         toy: true,
-    };
-    let plaintexts = vec![
-        Plaintext::Gather {
-            tensor: w(),
-            runs: vec![run],
-            scale: 0.5,
-        },
-        Plaintext::Fill {
-            runs: vec![run],
-            value: 1.0,
-        },
-        Plaintext::Diagonal {
-            weight: w(),
-            rows: 4,
-            columns: 4,
-            period: 4,
-            diagonal: 1,
-            rotation: 2,
-        },
-        Plaintext::InterleavedDiagonal {
-            weight: w(),
-            rows: 4,
-            columns: 4,
-            column_map: vec![0, 1, 2, 3],
-            period: 4,
-            input_chunk: 0,
-            output_chunk: 0,
-            diagonal: 1,
-            rotation: 0,
-        },
-    ];
-    let site = |name: &str, source: &str, layer| Site {
-        name: name.into(),
-        source: source.into(),
-        layer,
-    };
-    let check = RangeCheck {
+    })
+    .weights("small.safetensors")
+    .weight("w", &[4, 4])
+    .public_input("position")
+    .state("past", "present");
+    let (x, past) = (
+        b.input("x", &vector, Some(3)),
+        b.input("past", &vector, Some(3)),
+    );
+    let (y, present) = (
+        b.output("y", &vector, Some(2)),
+        b.output("present", &vector, Some(3)),
+    );
+    let gather = b.plaintext(Plaintext::Gather {
+        tensor: w(),
+        runs: vec![run],
+        scale: 0.5,
+    });
+    let fill = b.plaintext(Plaintext::Fill {
+        runs: vec![run],
+        value: 1.0,
+    });
+    let diagonal = b.plaintext(Plaintext::Diagonal {
+        weight: w(),
+        rows: 4,
+        columns: 4,
+        period: 4,
+        diagonal: 1,
+        rotation: 2,
+    });
+    let interleaved = b.plaintext(Plaintext::InterleavedDiagonal {
+        weight: w(),
+        rows: 4,
+        columns: 4,
+        column_map: vec![0, 1, 2, 3],
+        period: 4,
+        input_chunk: 0,
+        output_chunk: 0,
+        diagonal: 1,
+        rotation: 0,
+    });
+
+    let attention = b.site("attention", "node_3", Some(0));
+    let x = b.load(x, 0);
+    let past = b.load(past, 0);
+    let sum = b.add(x, past);
+    let difference = b.sub(sum, x);
+    let product = b.multiply(difference, past);
+    let product = b.rescale(product);
+    let weighted = b.multiply_plain(product, gather);
+    let mut v = b.rescale(weighted);
+    v = b.add_plain(v, fill);
+    v = b.sub_plain(v, diagonal);
+    v = b.add_scalar(v, 0.5);
+    let negated = b.negate(v);
+    b.check(RangeCheck {
         after: 11,
-        register: 11,
-        site: 0,
+        register: negated,
+        site: attention,
         low: -1.0,
         high: 1.0,
         occupied: vec![run],
-    };
-    // Through JSON, so that optional fields added to the format later default to `None`.
-    serde_json::from_value(json!({
-        "version": PLAN_FORMAT_VERSION,
-        "name": "small",
-        "slots": SLOTS,
-        "parameters": parameters,
-        "weights": "small.safetensors",
-        "weight_shapes": { "w": [4, 4] },
-        "client_program": "",
-        "public_program": "",
-        "public_inputs": ["position"],
-        "inputs": [io("x", 3), io("past", 3)],
-        "outputs": [io("y", 2), io("present", 3)],
-        "states": [State { input: "past".into(), output: "present".into() }],
-        "plaintexts": plaintexts,
-        "rotations": [1, 2, 7],
-        "registers": 23,
-        "instructions": instructions,
-        "sites": [site("attention", "node_3", Some(0)), site("mlp", "12:5", Some(1))],
-        "instruction_sites": (0..n).map(|k| u32::from(k >= 12)).collect::<Vec<_>>(),
-        "checks": [check],
-    }))
-    .expect("the small plan deserializes")
+    });
+    b.site("mlp", "12:5", Some(1));
+    let rotated = b.rotate(negated, 1);
+    let pair = b.rotate_hoisted(rotated, &[2, -1]);
+    let sum = b.add(pair[0], pair[1]);
+    let quarter = b.multiply_scalar(sum, 0.25);
+    let quarter = b.rescale(quarter);
+    let booted = b.bootstrap(quarter, 4, 9, 2.0);
+    let low = b.level_down(booted, 2);
+    b.free(x);
+    b.store(low, y, 0);
+    let state = b.multiply_plain(booted, interleaved);
+    let state = b.rescale(state);
+    let state = b.level_down(state, 3);
+    b.store(state, present, 0);
+    b.build()
 }
 
 /// SplitMix64 (Steele, Lea, Flood, OOPSLA 2014): a fixed seed gives the same mutants on every

@@ -15,6 +15,8 @@
 //! Binary form: the magic `CACHEMIR-PLAN`, the format version (u32 little endian), then postcard.
 //! The JSON dump is the same structure through serde_json.
 
+#[cfg(any(test, feature = "test-support"))]
+pub mod builder;
 pub mod cost;
 #[doc(hidden)]
 pub mod fuzz;
