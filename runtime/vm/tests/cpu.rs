@@ -8,11 +8,9 @@
 //! key (mode 0600), the evaluation keys and the ciphertext file.
 
 use cachemir_ir::layout::{Layout, Run};
+use cachemir_ir::plan::builder::PlanBuilder;
 use cachemir_ir::plan::parameters::by_name;
-use cachemir_ir::plan::{
-    Ciphertexts, Dst, Dsts, Instruction, Io, Level, PLAN_FORMAT_VERSION, Part, Plain, Plaintext,
-    Plan, Scalar, Site, Slots, Src, Step, Steps, TensorRef, levels,
-};
+use cachemir_ir::plan::{Instruction, Plaintext, Plan, Register, Step, TensorRef, levels};
 use cachemir_vm::cpu::bundle::{BundleEntry, Role};
 use cachemir_vm::{
     Backend, CiphertextBundle, Client, ClientKeys, CpuBackend, CpuError, CpuOptions, CpuParameters,
@@ -21,150 +19,66 @@ use cachemir_vm::{
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
-/// Instructions over registers, for a plan with one input `x` and one output per `store`.
-struct Builder {
-    slots: usize,
-    instructions: Vec<Instruction>,
-    next: u32,
-    outputs: u32,
+/// A plan at ToyBootN12 over `slots` slots with the input `x` at `input_level`, loaded into the
+/// returned register, and the weights `w0`, `w1` over all slots as plaintexts 0 and 1; outputs
+/// are added by [`store`] and declared at their levels by [`finish`].
+fn toy_plan(slots: usize, input_level: u32) -> (PlanBuilder, Register) {
+    let gather = |w: &str| Plaintext::Gather {
+        tensor: TensorRef::Weight(w.into()),
+        runs: vec![Run {
+            ciphertext: 0,
+            slot: 0,
+            count: slots as u32,
+            element: 0,
+            step: 1,
+        }],
+        scale: 1.0,
+    };
+    let mut b = PlanBuilder::new("cpu-test", slots);
+    b.parameters(by_name("ToyBootN12").unwrap())
+        .weights("w.safetensors")
+        .weight("w0", &[slots])
+        .weight("w1", &[slots]);
+    b.plaintext(gather("w0"));
+    b.plaintext(gather("w1"));
+    let x = b.input("x", &vector(slots), Some(input_level));
+    b.site("cpu-test", "test", None);
+    let x = b.load(x, 0);
+    (b, x)
 }
 
-impl Builder {
-    /// `load r0` of the input.
-    fn new(slots: usize) -> (Self, u32) {
-        let mut b = Builder {
-            slots,
-            instructions: vec![],
-            next: 0,
-            outputs: 0,
-        };
-        let x = b.op(|dst| Instruction::Load {
-            dst,
-            input: Io(0),
-            part: Part(0),
-        });
-        (b, x)
-    }
+/// A vector filling the `slots` slots of one ciphertext.
+fn vector(slots: usize) -> Layout {
+    Layout::row_major(&[slots], slots)
+}
 
-    /// Appends the instruction writing a fresh register; returns it.
-    fn op(&mut self, f: impl FnOnce(Dst) -> Instruction) -> u32 {
-        let r = self.next;
-        self.next += 1;
-        self.instructions.push(f(Dst(r)));
-        r
-    }
+/// Stores `r` as the next output, `y0`, `y1`, …
+fn store(b: &mut PlanBuilder, r: Register) {
+    let name = format!("y{}", b.plan().outputs.len());
+    let output = b.output(&name, &vector(b.plan().slots), Some(0));
+    b.store(r, output, 0);
+}
 
-    fn hoisted(&mut self, a: u32, steps: &[i32]) -> Vec<u32> {
-        let dsts: Vec<u32> = (0..steps.len() as u32).map(|i| self.next + i).collect();
-        self.next += steps.len() as u32;
-        self.instructions.push(Instruction::RotateHoisted {
-            dsts: Dsts(dsts.clone()),
-            a: Src(a),
-            steps: Steps(steps.to_vec()),
-        });
-        dsts
-    }
-
-    fn store(&mut self, r: u32) {
-        self.instructions.push(Instruction::Store {
-            src: Src(r),
-            output: Io(self.outputs),
-            part: Part(0),
-        });
-        self.outputs += 1;
-    }
-
-    /// The plan at ToyBootN12: input at `input_level`, each output declared at the level its
-    /// value reaches (from the level trace), the weights `w0`, `w1` over all slots.
-    fn plan(self, input_level: u32) -> Plan {
-        let layout = Layout::row_major(&[self.slots], self.slots);
-        let io = |name: String, level: Option<u32>| Ciphertexts {
-            name,
-            layout: layout.clone(),
-            level,
-        };
-        let mut rotations: Vec<i32> = self
-            .instructions
-            .iter()
-            .flat_map(|i| match i {
-                Instruction::Rotate { step, .. } => vec![step.0],
-                Instruction::RotateHoisted { steps, .. } => steps.0.clone(),
-                _ => vec![],
-            })
-            .map(|s| s.rem_euclid(self.slots as i32))
-            .collect();
-        rotations.sort_unstable();
-        rotations.dedup();
-        let gather = |w: &str| Plaintext::Gather {
-            tensor: TensorRef::Weight(w.into()),
-            runs: vec![Run {
-                ciphertext: 0,
-                slot: 0,
-                count: self.slots as u32,
-                element: 0,
-                step: 1,
-            }],
-            scale: 1.0,
-        };
-        let n = self.instructions.len();
-        let mut plan = Plan {
-            version: PLAN_FORMAT_VERSION,
-            name: "cpu-test".into(),
-            slots: self.slots,
-            parameters: by_name("ToyBootN12"),
-            weights: "w.safetensors".into(),
-            weight_shapes: BTreeMap::from([
-                ("w0".into(), vec![self.slots]),
-                ("w1".into(), vec![self.slots]),
-            ]),
-            client_program: String::new(),
-            public_program: String::new(),
-            public_inputs: vec![],
-            inputs: vec![io("x".into(), Some(input_level))],
-            outputs: (0..self.outputs)
-                .map(|o| io(format!("y{o}"), Some(0)))
-                .collect(),
-            states: vec![],
-            generation: None,
-            plaintexts: vec![gather("w0"), gather("w1")],
-            rotations,
-            registers: self.next,
-            sites: (0..n)
-                .map(|k| Site {
-                    name: format!("site{k}"),
-                    source: "test".into(),
-                    layer: None,
-                })
-                .collect(),
-            instruction_sites: (0..n as u32).collect(),
-            instructions: self.instructions,
-            checks: vec![],
-        };
-        // Declare each output at the level the trace finds it stored at.
-        loop {
-            match levels::trace(&plan) {
-                Ok(_) => return plan,
-                Err(e) => match e.rule {
-                    levels::LevelRule::OutputLevel { output, found, .. } => {
-                        plan.outputs[output as usize].level = Some(found);
-                    }
-                    rule => panic!("test plan breaks the level rules: {rule}"),
-                },
-            }
+/// The plan, each output declared at the level the trace finds it stored at.
+fn finish(b: PlanBuilder) -> Plan {
+    let mut plan = b.build();
+    loop {
+        match levels::trace(&plan) {
+            Ok(_) => return plan,
+            Err(e) => match e.rule {
+                levels::LevelRule::OutputLevel { output, found, .. } => {
+                    plan.outputs[output as usize].level = Some(found);
+                }
+                rule => panic!("test plan breaks the level rules: {rule}"),
+            },
         }
     }
 }
 
-fn mul_p(b: &mut Builder, a: u32, p: u32) -> u32 {
-    b.op(|dst| Instruction::MultiplyPlain {
-        dst,
-        a: Src(a),
-        plaintext: Plain(p),
-    })
-}
-
-fn rescale(b: &mut Builder, a: u32) -> u32 {
-    b.op(|dst| Instruction::Rescale { dst, a: Src(a) })
+/// `mul.p` then `rescale`: one level down.
+fn multiply_plain_rescaled(b: &mut PlanBuilder, a: Register, plaintext: u32) -> Register {
+    let product = b.multiply_plain(a, plaintext);
+    b.rescale(product)
 }
 
 /// Deterministic values in [−bound, bound].
@@ -245,94 +159,44 @@ fn precision(label: &str, plan: &Plan, x: &[f64]) -> (Vec<f64>, CpuBackend) {
 #[test]
 fn every_instruction_matches_sim_down_the_chain() {
     let slots = 2048;
-    let (mut b, x) = Builder::new(slots);
+    let (mut b, x) = toy_plan(slots, 25);
     // Level 25 → 24: mul.p, rescale; a ct-ct product and its rescale.
-    let p = mul_p(&mut b, x, 0);
-    let p = rescale(&mut b, p);
-    b.store(p); // y0
-    let x24 = b.op(|dst| Instruction::LevelDown {
-        dst,
-        a: Src(x),
-        level: Level(24),
-    });
-    b.store(x24); // y1: level.down at degree 1 across a 55-bit prime
-    let sq = b.op(|dst| Instruction::Multiply {
-        dst,
-        a: Src(p),
-        b: Src(x24),
-    });
-    let sq = rescale(&mut b, sq);
-    b.store(sq); // y2: level 23
+    let p = multiply_plain_rescaled(&mut b, x, 0);
+    store(&mut b, p); // y0
+    let x24 = b.level_down(x, 24);
+    store(&mut b, x24); // y1: level.down at degree 1 across a 55-bit prime
+    let sq = b.multiply(p, x24);
+    let sq = b.rescale(sq);
+    store(&mut b, sq); // y2: level 23
     // add, sub, add.p, sub.p, add.s, neg, mul.s at level 23.
-    let x23 = b.op(|dst| Instruction::LevelDown {
-        dst,
-        a: Src(x),
-        level: Level(23),
-    });
-    let s = b.op(|dst| Instruction::Add {
-        dst,
-        a: Src(sq),
-        b: Src(x23),
-    });
-    let s = b.op(|dst| Instruction::Sub {
-        dst,
-        a: Src(s),
-        b: Src(x23),
-    });
-    let s = b.op(|dst| Instruction::AddPlain {
-        dst,
-        a: Src(s),
-        plaintext: Plain(1),
-    });
-    let s = b.op(|dst| Instruction::SubPlain {
-        dst,
-        a: Src(s),
-        plaintext: Plain(0),
-    });
-    let s = b.op(|dst| Instruction::AddScalar {
-        dst,
-        a: Src(s),
-        value: Scalar(0.25),
-    });
-    let s = b.op(|dst| Instruction::Negate { dst, a: Src(s) });
-    b.store(s); // y3
-    let m = b.op(|dst| Instruction::MultiplyScalar {
-        dst,
-        a: Src(s),
-        value: Scalar(-0.75),
-    });
+    let x23 = b.level_down(x, 23);
+    let s = b.add(sq, x23);
+    let s = b.sub(s, x23);
+    let s = b.add_plain(s, 1);
+    let s = b.sub_plain(s, 0);
+    let s = b.add_scalar(s, 0.25);
+    let s = b.negate(s);
+    store(&mut b, s); // y3
+    let m = b.multiply_scalar(s, -0.75);
     // level.down at degree 2 (23 → 12), then add.p at Δ², then rescale.
-    let m = b.op(|dst| Instruction::LevelDown {
-        dst,
-        a: Src(m),
-        level: Level(12),
-    });
-    let m = b.op(|dst| Instruction::AddPlain {
-        dst,
-        a: Src(m),
-        plaintext: Plain(1),
-    });
-    let m = rescale(&mut b, m);
-    b.store(m); // y4: level 11
+    let m = b.level_down(m, 12);
+    let m = b.add_plain(m, 1);
+    let m = b.rescale(m);
+    store(&mut b, m); // y4: level 11
     // Rotations: single, and hoisted (including step 0 and a negative step).
-    let r = b.op(|dst| Instruction::Rotate {
-        dst,
-        a: Src(m),
-        step: Step(3),
-    });
-    b.store(r); // y5
-    let hs = b.hoisted(m, &[3, 0, -5, 700]);
+    let r = b.rotate(m, 3);
+    store(&mut b, r); // y5
+    let hs = b.rotate_hoisted(m, &[3, 0, -5, 700]);
     for &h in &hs {
-        b.store(h); // y6..y9
+        store(&mut b, h); // y6..y9
     }
     // Down to level 0: a chain of products with the weight at the 45-bit levels.
     let mut v = hs[2];
     for _ in 0..11 {
-        let t = mul_p(&mut b, v, 1);
-        v = rescale(&mut b, t);
+        v = multiply_plain_rescaled(&mut b, v, 1);
     }
-    b.store(v); // y10: level 0
-    let plan = b.plan(25);
+    store(&mut b, v); // y10: level 0
+    let plan = finish(b);
     assert_eq!(plan.outputs[10].level, Some(0));
     let x = wave(slots, 0.71, 1.0);
     let (bits, backend) = precision("ops", &plan, &x);
@@ -354,35 +218,20 @@ fn every_instruction_matches_sim_down_the_chain() {
 #[test]
 fn bootstrap_with_scale_matches_sim_full_and_sparse() {
     for slots in [2048usize, 64] {
-        let (mut b, x) = Builder::new(slots);
-        let boot = |b: &mut Builder, a: u32, scale: f64| {
-            b.op(|dst| Instruction::Bootstrap {
-                dst,
-                a: Src(a),
-                slots: Slots(slots as u32),
-                level: Level(9),
-                scale: Scalar(scale),
-            })
-        };
+        let (mut b, x) = toy_plan(slots, 25);
         // From level 1, after computing down from level 9: scale 3.
-        let mut v = b.op(|dst| Instruction::LevelDown {
-            dst,
-            a: Src(x),
-            level: Level(9),
-        });
+        let mut v = b.level_down(x, 9);
         for _ in 0..8 {
-            let t = mul_p(&mut b, v, 0);
-            v = rescale(&mut b, t);
+            v = multiply_plain_rescaled(&mut b, v, 0);
         }
-        let y = boot(&mut b, v, 3.0);
-        b.store(y); // y0 at level 9
-        let t = mul_p(&mut b, y, 1);
-        let t = rescale(&mut b, t);
-        b.store(t); // y1: computing on after the bootstrap
+        let y = b.bootstrap(v, slots as u32, 9, 3.0);
+        store(&mut b, y); // y0 at level 9
+        let t = multiply_plain_rescaled(&mut b, y, 1);
+        store(&mut b, t); // y1: computing on after the bootstrap
         // From the top of the chain (scale above 2Δ: one discarded level first), scale 0.125.
-        let z = boot(&mut b, x, 0.125);
-        b.store(z); // y2
-        let plan = b.plan(25);
+        let z = b.bootstrap(x, slots as u32, 9, 0.125);
+        store(&mut b, z); // y2
+        let plan = finish(b);
         let x = wave(slots, 0.53, 0.95);
         let (bits, backend) = precision(&format!("boot {slots} slots"), &plan, &x);
         assert_eq!(backend.stats().bootstraps, 2);
@@ -396,26 +245,14 @@ fn bootstrap_with_scale_matches_sim_full_and_sparse() {
 /// highest level it is used, one bootstrapping key set per slot count.
 #[test]
 fn requirements_follow_the_level_trace() {
-    let (mut b, x) = Builder::new(64);
-    let r = b.op(|dst| Instruction::Rotate {
-        dst,
-        a: Src(x),
-        step: Step(-1),
-    });
-    let low = b.op(|dst| Instruction::LevelDown {
-        dst,
-        a: Src(r),
-        level: Level(4),
-    });
-    let _ = b.hoisted(low, &[63, 2]);
-    let sq = b.op(|dst| Instruction::Multiply {
-        dst,
-        a: Src(low),
-        b: Src(low),
-    });
-    let sq = rescale(&mut b, sq);
-    b.store(sq);
-    let plan = b.plan(7);
+    let (mut b, x) = toy_plan(64, 7);
+    let r = b.rotate(x, -1);
+    let low = b.level_down(r, 4);
+    let _ = b.rotate_hoisted(low, &[63, 2]);
+    let sq = b.multiply(low, low);
+    let sq = b.rescale(sq);
+    store(&mut b, sq);
+    let plan = finish(b);
     let req = KeyRequirements::for_plan(&plan).unwrap();
     assert_eq!(req.relinearization, Some(4));
     assert_eq!(req.rotations, BTreeMap::from([(63, 7), (2, 4)]));
@@ -431,14 +268,10 @@ fn keys_and_files_are_checked() {
     let err = CpuParameters::new(&toy_params, Insecure::Refuse).unwrap_err();
     assert!(err.to_string().contains("--insecure"), "{err}");
 
-    let (mut b, x) = Builder::new(64);
-    let r = b.op(|dst| Instruction::Rotate {
-        dst,
-        a: Src(x),
-        step: Step(5),
-    });
-    b.store(r);
-    let plan = b.plan(3);
+    let (mut b, x) = toy_plan(64, 3);
+    let r = b.rotate(x, 5);
+    store(&mut b, r);
+    let plan = finish(b);
     let params = toy();
     let client = ClientKeys::generate(&params).unwrap();
     let req = KeyRequirements::for_plan(&plan).unwrap();
