@@ -18,6 +18,45 @@ pub struct Ciphertext {
 }
 
 impl Ciphertext {
+    /// Assembles a ciphertext from NTT-form parts computed elsewhere (e.g. downloaded from a
+    /// GPU): 2 or 3 polynomials of `level + 1` limbs each, all of the same ring degree.
+    ///
+    /// # Errors
+    /// [`CkksError::InvalidInput`] for another number of parts or limbs, or mixed ring degrees.
+    pub fn from_parts(
+        parts: Vec<RnsPoly>,
+        level: usize,
+        scale: f64,
+        slots: usize,
+        params_id: u64,
+    ) -> Result<Self> {
+        if !(2..=3).contains(&parts.len()) {
+            return Err(CkksError::InvalidInput(format!(
+                "a ciphertext has 2 or 3 parts, not {}",
+                parts.len()
+            )));
+        }
+        let n = parts[0].n();
+        if let Some(p) = parts
+            .iter()
+            .find(|p| p.n() != n || p.num_limbs() != level + 1)
+        {
+            return Err(CkksError::InvalidInput(format!(
+                "a part of {} limbs at N = {} (level {level} needs {} limbs at N = {n})",
+                p.num_limbs(),
+                p.n(),
+                level + 1
+            )));
+        }
+        Ok(Ciphertext {
+            parts,
+            level,
+            scale,
+            slots,
+            params_id,
+        })
+    }
+
     /// Level ℓ (ℓ + 1 limbs).
     pub fn level(&self) -> usize {
         self.level

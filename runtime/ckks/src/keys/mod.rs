@@ -76,6 +76,11 @@ impl SwitchingKey {
     pub fn level(&self) -> usize {
         self.level
     }
+    /// The (b_j, a_j) pairs per digit (NTT form, `level() + 1 + K` limbs each), e.g. to copy the
+    /// key to a GPU.
+    pub fn digits(&self) -> &[(RnsPoly, RnsPoly)] {
+        &self.digits
+    }
     /// Number of digits.
     pub fn num_digits(&self) -> usize {
         self.digits.len()

@@ -293,6 +293,16 @@ impl EvaluationKeys {
         })
     }
 
+    /// The relinearization key, where the plan multiplies ciphertexts.
+    pub fn relin(&self) -> Option<&RelinKey> {
+        self.relin.as_ref()
+    }
+
+    /// The Galois keys of the plan's rotations.
+    pub fn galois(&self) -> &GaloisKeys {
+        &self.galois
+    }
+
     /// The parameters the keys belong to.
     pub fn parameters(&self) -> &CpuParameters {
         &self.params
