@@ -5,6 +5,9 @@
 //! logits of the steps from the prompt's last token on yield the generated tokens. A session at
 //! step `k` therefore holds `max(0, k − (P − 1))` generated tokens for a prompt of `P` tokens,
 //! the last of which (once there is one) is the next to feed: resuming needs nothing else.
+//!
+//! With a public prefix of `Q` prompt tokens (`--public-prefix Q`) the first `Q` steps run in the
+//! clear and are never committed: session step `k` is then generation step `Q + k`.
 
 use anyhow::{Result, anyhow};
 use serde::{Deserialize, Serialize};
@@ -20,6 +23,10 @@ pub struct Transcript {
     pub generated_token_ids: Vec<i64>,
     /// Wall time of the step that produced each generated token, ms.
     pub per_token_ms: Vec<f64>,
+    /// Prompt tokens run in the clear before the first encrypted step (0: none). Absent from
+    /// transcripts committed before public prefixes existed.
+    #[serde(default)]
+    pub public_prefix: usize,
 }
 
 impl Transcript {
@@ -31,10 +38,12 @@ impl Transcript {
             prompt_token_ids,
             generated_token_ids: Vec::new(),
             per_token_ms: Vec::new(),
+            public_prefix: 0,
         }
     }
 
-    /// The transcript committed with step `step` of a session.
+    /// The transcript committed with step `step` of a session (generation step `step` plus the
+    /// public prefix).
     ///
     /// # Errors
     /// An input error when the metadata is not a transcript, or not one of `step` steps.
@@ -46,15 +55,18 @@ impl Transcript {
         })?;
         let expected = usize::try_from(step)
             .unwrap_or(usize::MAX)
+            .saturating_add(transcript.public_prefix)
             .saturating_sub(transcript.prompt_token_ids.len().saturating_sub(1));
         if transcript.prompt_token_ids.is_empty()
+            || transcript.public_prefix >= transcript.prompt_token_ids.len()
             || transcript.generated_token_ids.len() != expected
             || transcript.per_token_ms.len() != expected
         {
             return Err(input_error(anyhow!(
-                "the session's transcript ({} prompt tokens, {} generated, {} latencies) does \
-                 not fit its step count {step}",
+                "the session's transcript ({} prompt tokens, {} of them public, {} generated, {} \
+                 latencies) does not fit its step count {step}",
                 transcript.prompt_token_ids.len(),
+                transcript.public_prefix,
                 transcript.generated_token_ids.len(),
                 transcript.per_token_ms.len()
             )));
@@ -132,5 +144,28 @@ mod tests {
         assert!(Transcript::from_metadata(&fresh.to_metadata(), 2).is_ok());
         let e = Transcript::from_metadata(&serde_json::json!({"input": 1}), 1).unwrap_err();
         assert!(format!("{e:#}").contains("not a `cachemir generate` transcript"));
+    }
+
+    #[test]
+    fn a_public_prefix_shifts_session_steps() {
+        // Two of three prompt tokens in the clear: session step 1 is generation step 3, which
+        // yielded the first generated token.
+        let mut t = Transcript::new("a b c", vec![10, 11, 12]);
+        t.public_prefix = 2;
+        t.push(20, 1.5);
+        assert_eq!(Transcript::from_metadata(&t.to_metadata(), 1).unwrap(), t);
+        assert!(Transcript::from_metadata(&t.to_metadata(), 2).is_err());
+        // A transcript committed before public prefixes existed has none.
+        let mut old = t.to_metadata();
+        old.as_object_mut().unwrap().remove("public_prefix");
+        let back = Transcript::from_metadata(&old, 3).unwrap();
+        assert_eq!(
+            (back.public_prefix, back.generated_token_ids),
+            (0, vec![20])
+        );
+        // The whole prompt public is not a transcript `generate` writes.
+        t.public_prefix = 3;
+        let e = Transcript::from_metadata(&t.to_metadata(), 0).unwrap_err();
+        assert!(format!("{e:#}").contains("3 of them public"), "{e:#}");
     }
 }
