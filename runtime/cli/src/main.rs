@@ -3,12 +3,13 @@
 //! Client: `keygen` (secret key and the evaluation keys a plan lists), `encrypt`, `decrypt`
 //! (noise-flooded); server: `run` (on ciphertexts with the `cpu` backend, or a case file in the
 //! clear with `sim`); `generate` runs client and server in one process to generate text with a
-//! generation plan; `bench` measures the CKKS primitives on this machine. Exit codes: 0 success, 1 runtime failure, 2 usage or input error.
+//! generation plan; `demo` compiles the embedded tiny Llama and generates text with it encrypted
+//! (the README's first command); `bench` measures the CKKS primitives on this machine. Exit codes: 0 success, 1 runtime failure, 2 usage or input error.
 
 mod alloc_tuning;
 mod bench;
 
-use cachemir_cli::{decrypt, encrypt, exit, generate, keygen, run};
+use cachemir_cli::{decrypt, demo, encrypt, exit, generate, keygen, run};
 
 use std::process::ExitCode;
 
@@ -16,6 +17,9 @@ use clap::{Parser, Subcommand};
 
 const EXAMPLES: &str = "\
 Examples:
+  cachemir demo                                    # the embedded tiny Llama, encrypted at 128-bit
+  cachemir demo --insecure-toy --tokens 4          # INSECURE toy parameters, for a quick look
+  cachemir demo --work-dir demo/ --tokens 3        # keeps plan, keys and session; a rerun resumes
   cachemir bench                                   # N16Boot set, 1 thread, table
   cachemir bench --threads 2 --json > ours.json    # machine-readable medians
   cachemir bench --params ToyN13 --insecure        # toy sets need --insecure
@@ -29,7 +33,8 @@ Examples:
   cachemir run gen.plan --keys keys/eval --input step0.ct -o out0.ct --session s/   # KV cache kept in s/
   cachemir generate gen.plan --keys keys/ --tokenizer tokenizer.json --prompt 'ROMEO:' --tokens 8
   cachemir generate gen.plan --backend sim --tokenizer tokenizer.json --prompt 'ROMEO:' --tokens 8 --json
-  cachemir generate gen.plan --keys keys/ --tokenizer tokenizer.json --tokens 4 --session s/   # resume";
+  cachemir generate gen.plan --keys keys/ --tokenizer tokenizer.json --tokens 4 --session s/   # resume
+  cachemir generate gen.plan --keys keys/ --tokenizer tokenizer.json --prompt 'ROMEO: But soft' --public-prefix 2 --tokens 4";
 
 #[derive(Parser, Debug)]
 #[command(name = "cachemir", version, about = "Cachemir runtime: private transformer inference under CKKS", after_help = EXAMPLES)]
@@ -48,8 +53,10 @@ enum Command {
     Run(run::RunCommand),
     /// Client: decrypt a ciphertext file's outputs into .npy files (noise-flooded).
     Decrypt(decrypt::DecryptArgs),
-    /// Demo: client and server in one process, generating text with a generation plan.
+    /// Client and server in one process, generating text with a generation plan.
     Generate(generate::GenerateArgs),
+    /// The embedded tiny Llama end to end: compile, report, keygen, encrypted generation.
+    Demo(demo::DemoArgs),
     /// Time the CKKS primitives (medians) on this machine.
     Bench(bench::BenchArgs),
 }
@@ -63,6 +70,7 @@ fn main() -> ExitCode {
         Command::Run(args) => exit::report(run::command(&args)),
         Command::Decrypt(args) => exit::report(decrypt::run(&args)),
         Command::Generate(args) => exit::report(generate::run(&args)),
+        Command::Demo(args) => exit::report(demo::run(&args)),
         Command::Bench(args) => match bench::run(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
