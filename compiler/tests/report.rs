@@ -7,10 +7,9 @@
 use cachemir_compiler::reference::models_dir;
 use cachemir_compiler::report::{PlanReport, ReportOptions, dot::dot};
 use cachemir_ir::layout::Layout;
+use cachemir_ir::plan::builder::PlanBuilder;
 use cachemir_ir::plan::{
-    Ciphertexts, CostModel, Dst, Dsts, Instruction, Io, Level, PLAN_FORMAT_VERSION, Parameters,
-    Part, Plain, Plaintext, Plan, RangeCheck, Scalar, Site, Slots, Src, State, Step, Steps,
-    TensorRef,
+    CostModel, Instruction, Parameters, Plaintext, Plan, RangeCheck, TensorRef,
 };
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -23,139 +22,62 @@ fn close(a: f64, b: f64) -> bool {
     (a - b).abs() <= 1e-9 * b.abs().max(1.0)
 }
 
-fn site(name: &str, layer: Option<u32>) -> Site {
-    Site {
-        name: name.into(),
-        source: "test".into(),
-        layer,
-    }
-}
-
 /// A decode-shaped leveled plan of 8 slots over N = 2^12 (levels 0..=5, bootstrap to 4, dnum 3,
 /// 2 special primes): layer 0 multiplies by a weight, rotates (hoisted, steps 1 and 2), squares;
 /// layer 1 bootstraps, rotates by 1 and halves; the store is outside layers. A KV-cache state of
 /// 3 past rows rides along.
 fn leveled_plan() -> Plan {
-    use Instruction as I;
     let x = Layout::row_major(&[4], 8);
     let past = Layout::row_major(&[1, 1, 3, 2], 8);
     let present = Layout::row_major(&[1, 1, 4, 2], 8);
-    let io = |name: &str, layout: &Layout, level| Ciphertexts {
-        name: name.into(),
-        layout: layout.clone(),
-        level: Some(level),
-    };
-    let instructions = vec![
-        I::Load {
-            dst: Dst(0),
-            input: Io(0),
-            part: Part(0),
-        },
-        I::MultiplyPlain {
-            dst: Dst(1),
-            a: Src(0),
-            plaintext: Plain(0),
-        },
-        I::Rescale {
-            dst: Dst(2),
-            a: Src(1),
-        },
-        I::RotateHoisted {
-            dsts: Dsts(vec![3, 4]),
-            a: Src(2),
-            steps: Steps(vec![1, 2]),
-        },
-        I::Add {
-            dst: Dst(5),
-            a: Src(3),
-            b: Src(4),
-        },
-        I::Multiply {
-            dst: Dst(6),
-            a: Src(5),
-            b: Src(5),
-        },
-        I::Rescale {
-            dst: Dst(7),
-            a: Src(6),
-        },
-        I::Bootstrap {
-            dst: Dst(8),
-            a: Src(7),
-            slots: Slots(4),
-            level: Level(4),
-            scale: Scalar(1.0),
-        },
-        I::Rotate {
-            dst: Dst(9),
-            a: Src(8),
-            step: Step(-7),
-        },
-        I::MultiplyScalar {
-            dst: Dst(10),
-            a: Src(9),
-            value: Scalar(0.5),
-        },
-        I::Rescale {
-            dst: Dst(11),
-            a: Src(10),
-        },
-        I::Store {
-            src: Src(11),
-            output: Io(0),
-            part: Part(0),
-        },
-    ];
-    let plan = Plan {
-        version: PLAN_FORMAT_VERSION,
-        name: "hand".into(),
-        slots: 8,
-        parameters: Some(Parameters {
-            name: "Hand".into(),
-            log_n: 12,
-            log_scale: 40,
-            max_level: 5,
-            bootstrap_level: Some(4),
-            special_primes: 2,
-            dnum: 3,
-            toy: true,
-        }),
-        weights: "hand.safetensors".into(),
-        weight_shapes: BTreeMap::from([("w".into(), vec![4])]),
-        client_program: String::new(),
-        public_program: String::new(),
-        public_inputs: vec![],
-        inputs: vec![io("x", &x, 2), io("past", &past, 3)],
-        outputs: vec![io("y", &x, 3), io("present", &present, 3)],
-        states: vec![State {
-            input: "past".into(),
-            output: "present".into(),
-        }],
-        generation: None,
-        plaintexts: vec![Plaintext::Gather {
-            tensor: TensorRef::Weight("w".into()),
-            runs: vec![],
-            scale: 1.0,
-        }],
-        rotations: vec![1, 2],
-        registers: 12,
-        instructions,
-        sites: vec![
-            site("a", Some(0)),
-            site("b", Some(0)),
-            site("c", Some(1)),
-            site("d", None),
-        ],
-        instruction_sites: vec![0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3],
-        checks: vec![RangeCheck {
-            after: 6,
-            register: 7,
-            site: 1,
-            low: -0.9,
-            high: 0.8,
-            occupied: vec![],
-        }],
-    };
+    let mut b = PlanBuilder::new("hand", 8);
+    b.parameters(Parameters {
+        name: "Hand".into(),
+        log_n: 12,
+        log_scale: 40,
+        max_level: 5,
+        bootstrap_level: Some(4),
+        special_primes: 2,
+        dnum: 3,
+        toy: true,
+    })
+    .weights("hand.safetensors")
+    .weight("w", &[4])
+    .state("past", "present");
+    let input = b.input("x", &x, Some(2));
+    b.input("past", &past, Some(3));
+    let y = b.output("y", &x, Some(3));
+    b.output("present", &present, Some(3));
+    let w = b.plaintext(Plaintext::Gather {
+        tensor: TensorRef::Weight("w".into()),
+        runs: vec![],
+        scale: 1.0,
+    });
+    b.site("a", "test", Some(0));
+    let v = b.load(input, 0);
+    let v = b.multiply_plain(v, w);
+    let v = b.rescale(v);
+    let squares = b.site("b", "test", Some(0));
+    let rotated = b.rotate_hoisted(v, &[1, 2]);
+    let sum = b.add(rotated[0], rotated[1]);
+    let square = b.multiply(sum, sum);
+    let square = b.rescale(square);
+    b.check(RangeCheck {
+        after: 6,
+        register: square,
+        site: squares,
+        low: -0.9,
+        high: 0.8,
+        occupied: vec![],
+    });
+    b.site("c", "test", Some(1));
+    let v = b.bootstrap(square, 4, 4, 1.0);
+    let v = b.rotate(v, -7);
+    let v = b.multiply_scalar(v, 0.5);
+    let v = b.rescale(v);
+    b.site("d", "test", None);
+    b.store(v, y, 0);
+    let plan = b.build();
     plan.validate().unwrap();
     plan
 }
