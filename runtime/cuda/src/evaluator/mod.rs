@@ -207,6 +207,32 @@ impl Evaluator {
         &self.ctx
     }
 
+    /// The NTT (`forward`) or inverse NTT of `p`, whose limb i is modulo q_i: the batched
+    /// kernels on their own, for tests and benchmarks.
+    ///
+    /// # Errors
+    /// [`CudaError::Mismatch`] for more limbs than Q has or another ring degree;
+    /// [`CudaError::Driver`].
+    pub fn ntt(&self, p: &DevicePoly, forward: bool) -> Result<DevicePoly, CudaError> {
+        let limbs = p.limbs();
+        if limbs > self.nq || p.n() != self.n {
+            return Err(CudaError::Mismatch(format!(
+                "{limbs} limbs at N = {} (Q has {} at N = {})",
+                p.n(),
+                self.nq,
+                self.n
+            )));
+        }
+        let mut out = p.copy_limbs(&self.dev, 0..limbs)?;
+        let map = self.q_map(limbs);
+        if forward {
+            self.ntt_forward(&mut out.data.as_view_mut(), &map, limbs)?;
+        } else {
+            self.ntt_inverse(&mut out.data.as_view_mut(), &map, limbs)?;
+        }
+        Ok(out)
+    }
+
     /// Limb → modulus map of q_0 … q_{limbs−1}.
     pub(crate) fn q_map(&self, limbs: usize) -> CudaView<'_, u32> {
         self.all_idx.slice(0..limbs)
