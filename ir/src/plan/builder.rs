@@ -8,9 +8,9 @@
 
 use super::{
     Ciphertexts, Dst, Dsts, Instruction, Io, Level, PLAN_FORMAT_VERSION, Parameters, Part, Plain,
-    Plaintext, Plan, RangeCheck, Register, Scalar, Site, Slots, Src, State, Step, Steps,
+    Plaintext, Plan, RangeCheck, Register, Scalar, Site, Slots, Src, State, Step, Steps, TensorRef,
 };
-use crate::layout::Layout;
+use crate::layout::{Layout, Run};
 
 /// A plan under construction: declarations (inputs, outputs, states, weights, plaintexts,
 /// sites, range checks) and one method per instruction, each returning the register it writes.
@@ -70,6 +70,24 @@ impl PlanBuilder {
     pub fn weight(&mut self, name: &str, shape: &[usize]) -> &mut Self {
         self.plan.weight_shapes.insert(name.into(), shape.to_vec());
         self
+    }
+
+    /// Declares the weight `name` of shape `shape` and adds the plaintext of its elements in
+    /// order in the first slots of one ciphertext (a `Gather` at scale 1); returns its index.
+    pub fn gathered_weight(&mut self, name: &str, shape: &[usize]) -> u32 {
+        self.weight(name, shape);
+        let elements: usize = shape.iter().product();
+        self.plaintext(Plaintext::Gather {
+            tensor: TensorRef::Weight(name.into()),
+            runs: vec![Run {
+                ciphertext: 0,
+                slot: 0,
+                count: elements as u32,
+                element: 0,
+                step: 1,
+            }],
+            scale: 1.0,
+        })
     }
 
     /// Declares a public model input (fed to the public program).

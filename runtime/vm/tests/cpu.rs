@@ -7,10 +7,10 @@
 //! without permission, keys of another plan or parameter set), and round trips of the secret
 //! key (mode 0600), the evaluation keys and the ciphertext file.
 
-use cachemir_ir::layout::{Layout, Run};
+use cachemir_ir::layout::Layout;
 use cachemir_ir::plan::builder::PlanBuilder;
 use cachemir_ir::plan::parameters::by_name;
-use cachemir_ir::plan::{Instruction, Plaintext, Plan, Register, Step, TensorRef, levels};
+use cachemir_ir::plan::{Instruction, Plan, Register, Step, TensorRef, levels};
 use cachemir_vm::cpu::bundle::{BundleEntry, Role};
 use cachemir_vm::{
     Backend, CiphertextBundle, Client, ClientKeys, CpuBackend, CpuError, CpuOptions, CpuParameters,
@@ -23,24 +23,11 @@ use std::time::Instant;
 /// returned register, and the weights `w0`, `w1` over all slots as plaintexts 0 and 1; outputs
 /// are added by [`store`] and declared at their levels by [`finish`].
 fn toy_plan(slots: usize, input_level: u32) -> (PlanBuilder, Register) {
-    let gather = |w: &str| Plaintext::Gather {
-        tensor: TensorRef::Weight(w.into()),
-        runs: vec![Run {
-            ciphertext: 0,
-            slot: 0,
-            count: slots as u32,
-            element: 0,
-            step: 1,
-        }],
-        scale: 1.0,
-    };
     let mut b = PlanBuilder::new("cpu-test", slots);
     b.parameters(by_name("ToyBootN12").unwrap())
-        .weights("w.safetensors")
-        .weight("w0", &[slots])
-        .weight("w1", &[slots]);
-    b.plaintext(gather("w0"));
-    b.plaintext(gather("w1"));
+        .weights("w.safetensors");
+    b.gathered_weight("w0", &[slots]);
+    b.gathered_weight("w1", &[slots]);
     let x = b.input("x", &vector(slots), Some(input_level));
     b.site("cpu-test", "test", None);
     let x = b.load(x, 0);
