@@ -11,6 +11,7 @@ pub mod calibrate;
 pub mod decompose;
 pub mod depth;
 pub mod rotate_residual;
+pub mod squarings;
 
 use cachemir_ir::{DType, Graph, IrError, Op, SourceLocation, Tensor, ValueRef};
 use std::time::{Duration, Instant};

@@ -125,9 +125,12 @@ pub(crate) struct CompileArgs {
     #[arg(long, default_value_t = 12)]
     pub(crate) precision_bits: u32,
     /// Squaring steps of each encrypted softmax: more steps narrow the exponent's domain and the
-    /// first denominator's range, at two levels and one reciprocal each.
-    #[arg(long, default_value_t = 3)]
-    pub(crate) softmax_squarings: u32,
+    /// first denominator's range, at two levels and one reciprocal each. `auto`: the smallest
+    /// count in 0..=4 for which decompose, calibrate and approximate succeed (the summary says
+    /// why each smaller one failed); fewer levels, but less headroom for inputs beyond the
+    /// calibrated ranges.
+    #[arg(long, value_name = "auto|K", default_value = "3", value_parser = parse_squarings)]
+    pub(crate) softmax_squarings: Squarings,
     /// Fold an orthogonal rotation of the residual stream into the weights (RMSNorm models):
     /// same outputs, outliers spread over all channels. The report gives each norm input's
     /// max |activation| before and after (over the calibration samples).
@@ -261,6 +264,22 @@ pub(crate) enum RotateResidualArg {
 pub(crate) enum PrecisionArg {
     F32,
     F64,
+}
+
+/// `--softmax-squarings`: a fixed count, or the smallest that compiles.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Squarings {
+    Auto,
+    Fixed(u32),
+}
+
+pub(crate) fn parse_squarings(text: &str) -> Result<Squarings, String> {
+    if text.eq_ignore_ascii_case("auto") {
+        return Ok(Squarings::Auto);
+    }
+    text.parse()
+        .map(Squarings::Fixed)
+        .map_err(|_| format!("`{text}`: expected `auto` or a number of squaring steps"))
 }
 
 pub(crate) fn parse_dim(text: &str) -> Result<(String, usize), String> {

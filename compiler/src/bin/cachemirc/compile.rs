@@ -1,23 +1,19 @@
 //! `cachemirc compile`: import, the tensor-level passes (recognize, rotate_residual, rewrite,
 //! decompose, calibrate, approximate) and their summary; lowering to a plan is in [`crate::plan`].
 
-use crate::args::{CompileArgs, CompileEmit, RotateResidualArg};
+use crate::args::{CompileArgs, CompileEmit};
 use crate::error::input_error;
 use crate::levels::level_options;
 use crate::model::{emit_dsl, ir_text, load_model};
 use crate::plan::write_plan;
 use anyhow::{Context, Result};
 use cachemir_compiler::reference::Case;
-use cachemir_ir::Graph;
-use cachemir_ir::printer::print_graph;
 use std::collections::HashMap;
 
 pub(crate) fn compile(args: CompileArgs) -> Result<()> {
-    use cachemir_compiler::passes::approximate::{Approximate, ApproximationOptions, table};
-    use cachemir_compiler::passes::calibrate::{Calibrate, Calibration};
-    use cachemir_compiler::passes::decompose::Decompose;
-    use cachemir_compiler::passes::rotate_residual::RotateResidual;
-    use cachemir_compiler::passes::{Pipeline, Recognize, Rewrite, depth};
+    use cachemir_compiler::passes::approximate::table;
+    use cachemir_compiler::passes::calibrate::Calibration;
+    use cachemir_compiler::passes::depth;
 
     let start = std::time::Instant::now();
     level_options(&args)?;
@@ -72,9 +68,6 @@ pub(crate) fn compile(args: CompileArgs) -> Result<()> {
         ),
         _ => None,
     };
-    let decompose = Decompose {
-        softmax_squarings: args.softmax_squarings,
-    };
     let mut calibration = match &args.calibration {
         Some(path) => Some(Calibration::load(path).map_err(input_error)?),
         None => None,
@@ -83,64 +76,22 @@ pub(crate) fn compile(args: CompileArgs) -> Result<()> {
         cachemir_compiler::generation::generation_calibration(calibration, generation, &graph)
             .map_err(|e| input_error(anyhow::anyhow!("--generation: calibration: {e}")))?;
     }
-    let mut pipeline = Pipeline::new().with(Recognize);
-    if let Some(RotateResidualArg::Hadamard) = args.rotate_residual {
-        let samples = calibration
-            .as_ref()
-            .map(|c| c.samples.clone())
-            .unwrap_or_default();
-        pipeline = pipeline.with(RotateResidual::new(args.seed).with_samples(samples));
-    }
-    let rewrite = std::rc::Rc::new(std::cell::RefCell::new(Rewrite::default()));
-    pipeline = pipeline.with(SharedPass(rewrite.clone())).with(decompose);
-    let needs_calibration = !matches!(
-        args.stop_after.as_deref(),
-        Some("recognize" | "rotate_residual" | "rewrite" | "decompose")
-    );
-    let mut approximate = None;
-    if needs_calibration {
-        pipeline = match (calibration, args.assume_range) {
-            (Some(calibration), _) => pipeline.with(Calibrate { calibration }),
-            (None, Some(bound)) => {
-                pipeline.with(cachemir_compiler::passes::calibrate::AssumeRanges {
-                    bound,
-                    ..Default::default()
-                })
-            }
-            (None, None) => {
-                return Err(input_error(anyhow::anyhow!(
-                    "--calibration CALIB.json (or --assume-range B for a shape-only model) is needed for `calibrate` and `approximate` (or stop earlier with --stop-after decompose)"
-                )));
-            }
-        };
-        let options = ApproximationOptions {
-            precision_bits: args.precision_bits,
-            margin: args.margin,
-            ..Default::default()
-        };
-        approximate = Some(std::rc::Rc::new(std::cell::RefCell::new(Approximate {
-            options,
-            sites: Vec::new(),
-        })));
-        pipeline = pipeline.with(SharedPass(approximate.clone().expect("set")));
-    }
-    let mut dump = |pass: &str, g: &Graph| eprintln!("== IR after {pass}\n{}", print_graph(g));
-    let records = pipeline
-        .run(
-            &mut graph,
-            args.stop_after.as_deref(),
-            &args.dump_after,
-            &mut dump,
-        )
-        .map_err(input_error)?;
+    let passes = crate::tensor::run(&mut graph, &args, calibration)?;
     if emit.lowers() {
-        return write_plan(&graph, &args, emit, generation, start.elapsed());
+        return write_plan(
+            &graph,
+            &args,
+            emit,
+            generation,
+            passes.squarings.as_deref(),
+            start.elapsed(),
+        );
     }
     let text = match emit {
         CompileEmit::Summary => {
             let mut report =
                 String::from("pass          time (ms)   nodes before → after   what it did\n");
-            for r in &records {
+            for r in &passes.records {
                 report.push_str(&format!(
                     "{:<12} {:>10.1}   {:>7} → {:<7}     {}\n",
                     r.name,
@@ -150,12 +101,15 @@ pub(crate) fn compile(args: CompileArgs) -> Result<()> {
                     r.summary
                 ));
             }
-            if let Some(r) = &rewrite.borrow().report {
+            if let Some(r) = &passes.rewrite_report {
                 report.push_str(&format!("\n{r}"));
             }
-            if let Some(a) = &approximate {
+            if let Some(line) = &passes.squarings {
+                report.push_str(&format!("\n{line}\n"));
+            }
+            if let Some(sites) = &passes.approximations {
                 report.push_str("\napproximations\n");
-                report.push_str(&table(&a.borrow().sites));
+                report.push_str(&table(sites));
             }
             report.push_str("\nmultiplicative depth (encrypted values)\n");
             let mut previous = 0;
@@ -193,20 +147,4 @@ pub(crate) fn compile(args: CompileArgs) -> Result<()> {
         None => print!("{text}"),
     }
     Ok(())
-}
-
-/// A pass shared with the caller, who reads its results after the pipeline ran.
-pub(crate) struct SharedPass<P>(std::rc::Rc<std::cell::RefCell<P>>);
-
-impl<P: cachemir_compiler::passes::Pass> cachemir_compiler::passes::Pass for SharedPass<P> {
-    fn name(&self) -> &'static str {
-        self.0.borrow().name()
-    }
-
-    fn run(
-        &mut self,
-        graph: &mut Graph,
-    ) -> Result<String, cachemir_compiler::passes::CompileError> {
-        self.0.borrow_mut().run(graph)
-    }
 }

@@ -4,7 +4,7 @@
 //! that later issues implement).
 //!
 //! One module per subcommand or concept: [`args`] (the command line), [`model`] (`import` and
-//! model loading), [`eval`], [`compile`] (tensor-level passes), [`plan`] (lowering and writing a
+//! model loading), [`eval`], [`compile`] (the compile subcommand), [`tensor`] (tensor-level passes), [`plan`] (lowering and writing a
 //! plan), [`levels`] (`--params` and the level pass's summary), [`summary`] (the plan summary
 //! `compile` prints), [`report`] (`report` and `dot`) and [`error`] (exit codes).
 
@@ -17,6 +17,7 @@ mod model;
 mod plan;
 mod report;
 mod summary;
+mod tensor;
 
 use anyhow::Result;
 use args::{Cli, Command};

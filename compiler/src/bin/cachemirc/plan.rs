@@ -10,12 +10,14 @@ use cachemir_ir::Graph;
 use std::path::Path;
 
 /// The slot-level half of `compile`: lowers the approximated graph and writes the plan (binary,
-/// JSON or disassembly) and, next to a plan file, its weights; prints the plan summary.
+/// JSON or disassembly) and, next to a plan file, its weights; prints the plan summary (with
+/// the line `squarings` on how the softmax squaring count was chosen).
 pub(crate) fn write_plan(
     graph: &Graph,
     args: &CompileArgs,
     emit: CompileEmit,
     generation: Option<cachemir_ir::plan::Generation>,
+    squarings: Option<&str>,
     tensor_level: std::time::Duration,
 ) -> Result<()> {
     use cachemir_compiler::lower::weights::write_weights;
@@ -91,7 +93,11 @@ pub(crate) fn write_plan(
         CompileEmit::Asm => (plan.disassemble().into_bytes(), false),
         _ => unreachable!("only lowering emits reach write_plan"),
     };
-    let summary = plan_summary(&lowered, args.verbose);
+    let mut summary = plan_summary(&lowered, args.verbose);
+    if let Some(line) = squarings {
+        summary.push_str(line);
+        summary.push('\n');
+    }
     match output {
         Some(path) => {
             let dir = path.parent().unwrap_or(Path::new(""));
