@@ -12,6 +12,7 @@ pub mod keys;
 pub mod params;
 pub mod placement;
 pub mod rules;
+pub mod select;
 pub mod sites;
 
 use cachemir_ir::plan::{CostModel, Parameters, Plan};
@@ -202,13 +203,16 @@ pub fn place(
             1usize << (p.log_n - 1)
         )));
     }
-    let Some(bootstrap_level) = p.bootstrap_level else {
-        return Err(fail("no bootstrapping keys".into()));
-    };
+    // A leveled set (no bootstrapping keys): no value can be bootstrapped, and the placement
+    // only chooses levels (KV-cache storage levels included) or finds none.
+    let bootstrap_level = p.bootstrap_level.unwrap_or(0);
     let nodes = sites::site_graph(plan, &options.cost)?;
     let scaling: Vec<Option<f64>> = nodes
         .iter()
-        .map(|n| bound(&plan.sites[n.site].name).map(|b| b * BOOTSTRAP_MARGIN))
+        .map(|n| {
+            p.bootstrap_level?;
+            bound(&plan.sites[n.site].name).map(|b| b * BOOTSTRAP_MARGIN)
+        })
         .collect();
     let bootstrap_scaling: Vec<Option<(u32, u32)>> = scaling
         .iter()

@@ -170,8 +170,10 @@ pub(crate) struct CompileArgs {
     pub(crate) verbose: bool,
     /// Level the plan for a bootstrappable parameter set: rescales, level drops and bootstraps
     /// placed, every level explicit. A name (`N16BootFull`, 128-bit; `ToyBootN12` with
-    /// `--insecure`) or a JSON file holding one of them. Without it the plan is unleveled.
-    #[arg(long, value_name = "NAME|FILE.json")]
+    /// `--insecure`), a JSON file holding one of them, or `auto`: chosen from the plan's slots,
+    /// depth and key memory (a leveled 128-bit set when one fits is reported; the bootstrappable
+    /// set is taken, the only kind the cpu backend runs). Without it the plan is unleveled.
+    #[arg(long, value_name = "NAME|FILE.json|auto")]
     pub(crate) params: Option<String>,
     /// Accept an insecure (toy) parameter set: tests only.
     #[arg(long)]

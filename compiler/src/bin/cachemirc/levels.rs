@@ -4,7 +4,7 @@ use crate::args::{CompileArgs, PlacementArg};
 use crate::error::input_error;
 use anyhow::{Context, Result};
 
-/// The level pass's options from `--params NAME|FILE.json` and its companions (see
+/// The level pass's options from `--params NAME|FILE.json|auto` and its companions (see
 /// [`CompileArgs::params`]); `None` without `--params`. Checked before any other work.
 pub(crate) fn level_options(
     args: &CompileArgs,
@@ -22,6 +22,9 @@ pub(crate) fn level_options(
     };
     let parameters = match params::by_name(name) {
         Some(p) => p,
+        // `--params auto`: the set is chosen after lowering (`select_parameters`); until then
+        // the options carry the bootstrappable set, the one `auto` falls back to.
+        None if is_auto(args) => params::by_name("N16BootFull").expect("a named set"),
         None if name.ends_with(".json") => {
             let text = std::fs::read_to_string(name)
                 .with_context(|| format!("reading --params {name}"))
@@ -96,4 +99,33 @@ pub(crate) fn leveling_summary(l: &cachemir_compiler::levels::Leveled) -> String
         l.keys.rotations_after,
         l.keys.rotations_before
     )
+}
+
+/// Whether `--params auto` asks for the parameters to be chosen from the plan's needs.
+pub(crate) fn is_auto(args: &CompileArgs) -> bool {
+    args.params
+        .as_deref()
+        .is_some_and(|p| p.eq_ignore_ascii_case("auto"))
+}
+
+/// `--params auto`: replaces `options.parameters` by the set chosen for `plan`
+/// ([`cachemir_compiler::levels::select::select`]: leveled sets are reported, not taken, since
+/// the cpu backend runs only the named bootstrappable sets); returns the summary line.
+pub(crate) fn select_parameters(
+    plan: &cachemir_ir::plan::Plan,
+    options: &mut cachemir_compiler::levels::LevelOptions,
+) -> Result<String> {
+    use cachemir_compiler::levels::select::select;
+    let budget = options.key_budget_bytes.unwrap_or(u64::MAX);
+    let selection = select(plan, &options.cost, budget, false)
+        .map_err(|e| input_error(anyhow::anyhow!("--params auto: {e}")))?;
+    options.parameters = selection.parameters.clone();
+    let needs = &selection.needs;
+    let depth = needs
+        .depth
+        .map_or_else(|| "no leveled chain".to_string(), |d| format!("depth {d}"));
+    Ok(format!(
+        "parameters: {} (--params auto; needs {} slots, {depth}, {} switching keys: {})",
+        selection.parameters.name, needs.slots, needs.switching_keys, selection.reason
+    ))
 }

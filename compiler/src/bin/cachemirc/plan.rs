@@ -3,7 +3,7 @@
 
 use crate::args::{CompileArgs, CompileEmit};
 use crate::error::input_error;
-use crate::levels::{level_options, leveling_summary};
+use crate::levels::{is_auto, level_options, leveling_summary, select_parameters};
 use crate::summary::{plan_summary, schedule_summary};
 use anyhow::{Context, Result};
 use cachemir_ir::Graph;
@@ -53,15 +53,19 @@ pub(crate) fn write_plan(
         .validate()
         .context("the lowered plan is inconsistent (a compiler bug)")?;
     let start = std::time::Instant::now();
+    let mut selection_line = None;
     let leveled = match level_options(args)? {
-        Some(options) => Some(
+        Some(mut options) => Some({
+            if is_auto(args) {
+                selection_line = Some(select_parameters(&lowered.plan, &mut options)?);
+            }
             cachemir_compiler::levels::assign_levels(
                 &lowered.plan,
                 &|site| cachemir_compiler::levels::calibrated_bound(graph, site),
                 &options,
             )
-            .map_err(|e| input_error(anyhow::anyhow!("levels: {e}")))?,
-        ),
+            .map_err(|e| input_error(anyhow::anyhow!("levels: {e}")))?
+        }),
         None => None,
     };
     let leveling = start.elapsed();
@@ -94,7 +98,7 @@ pub(crate) fn write_plan(
         _ => unreachable!("only lowering emits reach write_plan"),
     };
     let mut summary = plan_summary(&lowered, args.verbose);
-    if let Some(line) = squarings {
+    for line in squarings.into_iter().chain(selection_line.as_deref()) {
         summary.push_str(line);
         summary.push('\n');
     }
