@@ -1,13 +1,20 @@
-//! Helpers shared by the end-to-end tests in `tests/`: the reference models' manifest, graph
-//! outputs in f64, and where each shared model's client encryption starts.
+//! Helpers shared by the end-to-end tests in `tests/` and the CLI's tests: the reference models'
+//! manifest, graph outputs in f64, where each shared model's client encryption starts, and the
+//! checks of a run's outputs against the references; the compile pipeline in [`compile`], runs on
+//! a backend in [`run`], generation plans in [`generation`].
 
-use cachemir_compiler::lower::weights::weight_values;
-use cachemir_compiler::lower::{LowerOptions, Lowered, lower};
+pub mod compile;
+pub mod generation;
+pub mod run;
+
+pub use compile::{
+    SLOTS, approximated, compile_leveled, lower_model, lower_model_at, tensor_passes,
+};
+pub use run::{run_backend, run_sim};
+
 use cachemir_compiler::reference::Case;
 use cachemir_ir::interp::Value;
-use cachemir_ir::plan::{Plan, TensorRef};
 use cachemir_ir::{Graph, Interpreter, Precision, Tensor};
-use cachemir_vm::{Client, Report, run_cleartext};
 use ndarray::ArrayD;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -119,179 +126,6 @@ pub fn embedding_output(model: &str) -> &'static str {
     } else {
         "/bert/embeddings/LayerNorm/LayerNormalization_output_0"
     }
-}
-
-/// The shared model `model` imported with case0's shapes, encrypted from its embedding output,
-/// and taken through the tensor-level pipeline (recognize, rewrite, decompose, calibrate on the
-/// first `samples` calibration samples, approximate): `(imported, approximated, approximation
-/// sites)`.
-///
-/// # Panics
-/// When a model file is unreadable or a pass fails (a test failure, by design).
-pub fn approximated(
-    dir: &Path,
-    model: &str,
-    samples: usize,
-) -> (
-    Graph,
-    Graph,
-    cachemir_compiler::passes::approximate::Approximate,
-) {
-    use cachemir_compiler::passes::approximate::Approximate;
-    use cachemir_compiler::passes::calibrate::{Calibrate, Calibration};
-    use cachemir_compiler::passes::decompose::Decompose;
-    use cachemir_compiler::passes::{Pass, Pipeline, Recognize, Rewrite};
-    use cachemir_compiler::reference::Case;
-    let case = Case::load(&dir.join(model).join("case0.json")).expect("case0.json");
-    let options = cachemir_onnx::ImportOptions {
-        input_shapes: case.input_shapes(),
-        ..Default::default()
-    };
-    let original = cachemir_onnx::import_file(&dir.join(format!("{model}.onnx")), &options)
-        .expect("the model imports")
-        .graph;
-    let mut graph = original.clone();
-    graph
-        .encrypt_from(embedding_output(model))
-        .expect("the embedding output exists");
-    let calibration = Calibration::load(&dir.join(model).join("calib.json"))
-        .expect("calib.json")
-        .truncated(samples);
-    let mut pipeline = Pipeline::new()
-        .with(Recognize)
-        .with(Rewrite::default())
-        .with(Decompose::default())
-        .with(Calibrate { calibration });
-    pipeline
-        .run(&mut graph, None, &[], &mut |_, _| {})
-        .expect("the tensor-level passes");
-    let mut approximate = Approximate::default();
-    approximate.run(&mut graph).expect("approximation");
-    (original, graph, approximate)
-}
-
-/// Slots of the plans the model tests compile.
-pub const SLOTS: usize = 1 << 15;
-
-fn run_program(json: &str, inputs: &HashMap<String, Tensor>) -> HashMap<String, Tensor> {
-    if json.is_empty() {
-        return HashMap::new();
-    }
-    let graph: Graph = serde_json::from_str(json).unwrap();
-    let feed: HashMap<String, Tensor> = graph
-        .inputs()
-        .iter()
-        .map(|i| {
-            let name = graph.input_name(i).to_string();
-            (name.clone(), inputs[&name].clone())
-        })
-        .collect();
-    Interpreter::new(&graph, Precision::F64).run(&feed).unwrap()
-}
-
-/// Runs a plan on the `sim` backend for one case: client and public programs in f64, weights
-/// from the graph, inputs encoded and outputs decoded by the plan's layouts.
-///
-/// # Panics
-/// On any failure (test helper).
-pub fn run_sim(
-    lowered: &Lowered,
-    plan: &Plan,
-    graph: &Graph,
-    case: &Case,
-) -> HashMap<String, Vec<f64>> {
-    run_backend(
-        &cachemir_vm::SimBackend::for_plan(plan),
-        lowered,
-        plan,
-        graph,
-        case,
-    )
-    .0
-}
-
-/// Runs a plan on any [`Client`] backend for one case (as [`run_sim`]: client and public
-/// programs in f64, weights from the graph, inputs encrypted at their declared levels and
-/// outputs decrypted and decoded by the plan's layouts), with the run's report.
-///
-/// # Panics
-/// On any failure (test helper).
-pub fn run_backend<B: Client>(
-    backend: &B,
-    lowered: &Lowered,
-    plan: &Plan,
-    graph: &Graph,
-    case: &Case,
-) -> (HashMap<String, Vec<f64>>, Report) {
-    plan.validate().unwrap();
-    let client = run_program(&plan.client_program, &case.inputs);
-    let public = run_program(&plan.public_program, &case.inputs);
-    let mut tensors: HashMap<TensorRef, Vec<f64>> = weight_values(lowered, graph)
-        .into_iter()
-        .map(|(name, (_, v))| (TensorRef::Weight(name), v))
-        .collect();
-    for (name, t) in public {
-        tensors.insert(
-            TensorRef::Public(name),
-            t.to_f64().iter().copied().collect(),
-        );
-    }
-    let inputs: Vec<Vec<Vec<f64>>> = plan
-        .inputs
-        .iter()
-        .map(|io| {
-            let tensor = client.get(&io.name).or(case.inputs.get(&io.name)).unwrap();
-            let values: Vec<f64> = tensor.to_f64().iter().copied().collect();
-            io.layout.encode(&values).unwrap()
-        })
-        .collect();
-    let (outputs, report) = run_cleartext(backend, plan, &tensors, &inputs)
-        .unwrap_or_else(|e| panic!("{} backend: {e}", backend.name()));
-    let outputs = plan
-        .outputs
-        .iter()
-        .zip(outputs)
-        .map(|(io, slots)| (io.name.clone(), io.layout.decode(&slots).unwrap()))
-        .collect();
-    (outputs, report)
-}
-
-/// Lowers a graph at [`SLOTS`] slots, printing the counts and the costliest sites.
-///
-/// # Panics
-/// If lowering fails (test helper).
-pub fn lower_model(graph: &Graph, model: &str) -> Lowered {
-    lower_model_at(graph, model, SLOTS)
-}
-
-/// Lowers a graph at `slots` slots per ciphertext, printing the counts and the costliest sites.
-///
-/// # Panics
-/// If lowering fails (test helper).
-pub fn lower_model_at(graph: &Graph, model: &str, slots: usize) -> Lowered {
-    let start = std::time::Instant::now();
-    let lowered = lower(
-        graph,
-        &LowerOptions {
-            slots,
-            period: None,
-            weights_file: "w.safetensors".into(),
-        },
-    )
-    .unwrap();
-    eprintln!(
-        "{model}: lowered in {:.2?}: period {}, {} instructions, {:?}",
-        start.elapsed(),
-        lowered.period,
-        lowered.plan.instructions.len(),
-        lowered.plan.counts()
-    );
-    let mut costly: Vec<_> = lowered.site_counts.iter().collect();
-    costly.sort_by_key(|(_, _, c)| std::cmp::Reverse(c.rotations));
-    for (site, _, c) in costly.iter().take(6) {
-        eprintln!("  {site}: {c:?}");
-    }
-    lowered
 }
 
 /// Compares a decoder run's outputs with the case's onnxruntime references, printing each, and

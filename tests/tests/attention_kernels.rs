@@ -4,7 +4,7 @@
 //! (snapshots, and the analytical formulas of `select::decode_product`).
 
 use cachemir_compiler::lower::weights::weight_values;
-use cachemir_compiler::lower::{Counts, LowerOptions, Lowered, lower};
+use cachemir_compiler::lower::{Counts, Lowered};
 use cachemir_ir::op::Polynomial;
 use cachemir_ir::plan::{Instruction, Plan, TensorRef};
 use cachemir_ir::{
@@ -296,15 +296,7 @@ fn self_attention(heads: usize, head_dim: usize, tokens: usize, width: usize) ->
 }
 
 fn lower_at(graph: &Graph, slots: usize) -> Lowered {
-    let lowered = lower(
-        graph,
-        &LowerOptions {
-            slots,
-            period: None,
-            weights_file: "w.safetensors".into(),
-        },
-    )
-    .unwrap();
+    let lowered = cachemir_tests::compile::lower_at(graph, slots);
     lowered.plan.validate().unwrap();
     lowered
 }

@@ -5,12 +5,12 @@
 //! The logits must be within 0.1 of onnxruntime's and give the same next token as `sim` on the
 //! same plan. Prints the largest error, the bootstraps and the wall time.
 
+use cachemir_compiler::levels::Strategy;
 use cachemir_compiler::levels::params::by_name;
-use cachemir_compiler::levels::{LevelOptions, Strategy, assign_levels, calibrated_bound};
 use cachemir_compiler::reference::{Case, compare, models_dir};
 use cachemir_ir::Tensor;
 use cachemir_ir::npy::read_npy;
-use cachemir_tests::{approximated, lower_model_at, run_backend, run_sim};
+use cachemir_tests::{compile_leveled, run_backend, run_sim};
 use cachemir_vm::{
     ClientKeys, CpuBackend, CpuOptions, CpuParameters, EvaluationKeys, Insecure, KeyRequirements,
 };
@@ -42,20 +42,11 @@ fn tiny_llama_decode_step_runs_encrypted_on_cpu() {
         return;
     };
     let start = Instant::now();
-    let (_, graph, _) = approximated(&dir, MODEL, usize::MAX);
-    let lowered = lower_model_at(&graph, MODEL, SLOTS);
-    let parameters = by_name("ToyBootN12").unwrap();
     // The KV-aware placement finds no placement at this slot count (`Infeasible` at
     // layers.1/self_attn/MatMul_1); the greedy waterline does (60 bootstraps).
-    let mut options = LevelOptions::new(parameters.clone());
-    options.strategy = Strategy::Greedy;
-    let leveled = assign_levels(
-        &lowered.plan,
-        &|site| calibrated_bound(&graph, site),
-        &options,
-    )
-    .unwrap();
-    let plan = leveled.plan;
+    let (graph, lowered, plan) =
+        compile_leveled(&dir, MODEL, SLOTS, "ToyBootN12", Strategy::Greedy);
+    let parameters = by_name("ToyBootN12").unwrap();
     eprintln!(
         "{MODEL}: compiled at ToyBootN12, {SLOTS} slots, in {:.2?}: {} instructions, {} bootstraps, {:?}",
         start.elapsed(),

@@ -6,82 +6,23 @@
 //! greedy token must equal the transcript's wherever the reference margin exceeds twice the
 //! logits error bound.
 
-use cachemir_compiler::generation::{generation_calibration, generation_step};
 use cachemir_compiler::lower::weights::weight_values;
-use cachemir_compiler::passes::approximate::Approximate;
-use cachemir_compiler::passes::calibrate::{Calibrate, Calibration};
-use cachemir_compiler::passes::decompose::Decompose;
-use cachemir_compiler::passes::{Pass, Pipeline, Recognize, Rewrite};
 use cachemir_compiler::reference::models_dir;
 use cachemir_ir::plan::TensorRef;
 use cachemir_ir::{Graph, InputRole, Interpreter, Precision, Tensor};
-use cachemir_tests::{SLOTS, embedding_output, lower_model_at};
+use cachemir_tests::generation::{GenerationStep, Transcript, compile_generation_step};
+use cachemir_tests::{SLOTS, lower_model_at};
 use cachemir_vm::generation::argmax;
 use cachemir_vm::{Generator, SimBackend};
 use ndarray::{ArrayD, IxDyn};
 use std::collections::HashMap;
-use std::path::Path;
 
 const MAX_CONTEXT: usize = 40;
 /// The lowering issue's bound on the logits' max abs error.
 const LOGITS_BOUND: f64 = 0.05;
-
-struct Transcript {
-    prompt: Vec<i64>,
-    generated: Vec<i64>,
-    margins: Vec<f64>,
-}
-
-fn transcript(dir: &Path, model: &str) -> Transcript {
-    let text = std::fs::read_to_string(dir.join(model).join("generation.json")).unwrap();
-    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let ids = |key: &str| -> Vec<i64> {
-        json[key]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_i64().unwrap())
-            .collect()
-    };
-    Transcript {
-        prompt: ids("prompt_token_ids"),
-        generated: ids("generated_token_ids"),
-        margins: json["top1_minus_top2_logit_per_step"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap())
-            .collect(),
-    }
-}
-
-/// `(reference step graph, approximated graph, generation metadata)` for contexts of
-/// [`MAX_CONTEXT`] tokens.
-fn compile(dir: &Path, model: &str) -> (Graph, Graph, cachemir_ir::plan::Generation) {
-    let options = cachemir_onnx::ImportOptions {
-        decode_context: Some(MAX_CONTEXT),
-        ..Default::default()
-    };
-    let mut reference = cachemir_onnx::import_file(&dir.join(format!("{model}.onnx")), &options)
-        .unwrap()
-        .graph;
-    let generation = generation_step(&mut reference, MAX_CONTEXT).unwrap();
-    let mut graph = reference.clone();
-    graph.encrypt_from(embedding_output(model)).unwrap();
-    let mut calibration = Calibration::load(&dir.join(model).join("calib.json"))
-        .unwrap()
-        .truncated(8);
-    generation_calibration(&mut calibration, &generation, &graph).unwrap();
-    Pipeline::new()
-        .with(Recognize)
-        .with(Rewrite::default())
-        .with(Decompose::default())
-        .with(Calibrate { calibration })
-        .run(&mut graph, None, &[], &mut |_, _| {})
-        .unwrap();
-    Approximate::default().run(&mut graph).unwrap();
-    (reference, graph, generation)
-}
+/// Calibration samples recorded per model that the plans are calibrated on (before the
+/// generation rollouts).
+const SAMPLES: usize = 8;
 
 /// Runs the reference step (f64) and returns `(logits, next states by input name)`.
 fn reference_step(
@@ -116,8 +57,12 @@ fn reference_step(
 
 fn generate_teacher_forced(model: &str) {
     let Some(dir) = models_dir() else { return };
-    let transcript = transcript(&dir, model);
-    let (reference, graph, generation) = compile(&dir, model);
+    let transcript = Transcript::load(&dir, model);
+    let GenerationStep {
+        reference,
+        approximated: graph,
+        generation,
+    } = compile_generation_step(&dir, model, MAX_CONTEXT, SAMPLES);
     let lowered = lower_model_at(&graph, model, SLOTS);
     let mut plan = cachemir_compiler::lower::dedupe::dedupe(&lowered.plan).0;
     plan.generation = Some(generation.clone());
@@ -140,12 +85,12 @@ fn generate_teacher_forced(model: &str) {
         .collect();
 
     let feed: Vec<i64> = transcript
-        .prompt
+        .prompt_ids
         .iter()
-        .chain(&transcript.generated)
+        .chain(&transcript.generated_ids)
         .copied()
         .collect();
-    let first_generated = transcript.prompt.len() - 1;
+    let first_generated = transcript.prompt_ids.len() - 1;
     let (mut worst, mut agreed, mut compared) = (0.0f64, 0, 0);
     for (step, &token) in feed.iter().enumerate().take(feed.len() - 1) {
         let ours = generator.step(token).unwrap();
@@ -177,7 +122,7 @@ fn generate_teacher_forced(model: &str) {
         );
         if step >= first_generated {
             let index = step - first_generated;
-            let want = transcript.generated[index];
+            let want = transcript.generated_ids[index];
             assert_eq!(
                 argmax(&expected).unwrap() as i64,
                 want,
@@ -196,7 +141,7 @@ fn generate_teacher_forced(model: &str) {
          {worst:.2e}; generated tokens equal to generation.json: {agreed}/{} ({compared} with a \
          reference margin above {})",
         feed.len() - 1,
-        transcript.generated.len(),
+        transcript.generated_ids.len(),
         2.0 * LOGITS_BOUND
     );
 }
