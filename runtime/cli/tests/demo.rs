@@ -17,47 +17,15 @@
 //! The two generating tests share one demo work folder (compiling and keygen once: about 3
 //! minutes in all on two cores, four encrypted steps).
 
+use cachemir_tests::generation::token_ids;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::OnceLock;
-use std::time::Instant;
 
-fn cachemir(args: &[&str]) -> Output {
-    let start = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_cachemir"))
-        .args(args)
-        .output()
-        .expect("run cachemir");
-    eprintln!(
-        "cachemir {} → {:?} in {:.2?}",
-        args.join(" "),
-        out.status.code(),
-        start.elapsed()
-    );
-    out
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn ok(out: &Output) -> String {
-    let stdout = text(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
-    stdout
-}
-
-/// Exit code 2 with `needle` in the error.
-fn refused(out: &Output, needle: &str) {
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains(needle), "`{needle}` not in: {stderr}");
-}
-
-fn s(p: &Path) -> String {
-    p.to_str().unwrap().to_string()
-}
+#[path = "support/binary.rs"]
+mod binary;
+use binary::{arg, cachemir, ok, refused, text};
 
 /// The ids of the demo summary's `generated token ids [a, b, …]` line.
 fn demo_tokens(stdout: &str) -> Vec<i64> {
@@ -67,14 +35,6 @@ fn demo_tokens(stdout: &str) -> Vec<i64> {
         .unwrap_or_else(|| panic!("no token ids in:\n{stdout}"));
     let list = &line[..line.find(']').unwrap()];
     list.split(", ").map(|id| id.parse().unwrap()).collect()
-}
-
-fn ids(v: &Value) -> Vec<i64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_i64().unwrap())
-        .collect()
 }
 
 /// The demo's first run (`--tokens 2`) in a work folder kept for this test process.
@@ -96,7 +56,7 @@ fn demo() -> &'static Demo {
             "--tokens",
             "2",
             "--work-dir",
-            &s(&work),
+            &arg(&work),
         ]);
         let stdout = ok(&out);
         eprintln!("{stdout}");
@@ -106,8 +66,8 @@ fn demo() -> &'static Demo {
 
 /// `generate` on the demo's plan with its tokenizer.
 fn generate(work: &Path, prompt: &str, tokens: &str, extra: &[&str]) -> Output {
-    let plan = s(&work.join("demo.plan"));
-    let tokenizer = s(&work.join("model").join("tokenizer.json"));
+    let plan = arg(&work.join("demo.plan"));
+    let tokenizer = arg(&work.join("model").join("tokenizer.json"));
     let mut args = vec![
         "generate",
         &plan,
@@ -146,8 +106,8 @@ fn demo_generates_the_tokens_of_sim_at_toy_parameters() {
     }
     let got = demo_tokens(stdout);
     let sim = json(&generate(&demo.work, "And", "2", &["--backend", "sim"]));
-    assert_eq!(ids(&sim["prompt_token_ids"]), [327]);
-    assert_eq!(got, ids(&sim["generated_token_ids"]));
+    assert_eq!(token_ids(&sim["prompt_token_ids"]), [327]);
+    assert_eq!(got, token_ids(&sim["generated_token_ids"]));
     // The text streams: after each token, the prompt and the text so far.
     let text = format!("    And{}", sim["generated_text"].as_str().unwrap());
     assert!(
@@ -201,7 +161,7 @@ fn a_public_prefix_gives_the_tokens_of_the_fully_encrypted_run() {
         "--tokens",
         "3",
         "--work-dir",
-        &s(work),
+        &arg(work),
     ]));
     assert_eq!(resumed.matches("  reusing ").count(), 2, "{resumed}");
     assert!(
@@ -213,11 +173,11 @@ fn a_public_prefix_gives_the_tokens_of_the_fully_encrypted_run() {
 
     let sim = json(&generate(work, "And I'll", "1", &["--backend", "sim"]));
     assert_eq!(
-        ids(&sim["prompt_token_ids"]),
+        token_ids(&sim["prompt_token_ids"]),
         [327, first[0], first[1]],
         "the prompt is the demo's fed tokens"
     );
-    let keys = s(&work.join("keys"));
+    let keys = arg(&work.join("keys"));
     let out = generate(
         work,
         "And I'll",
@@ -235,9 +195,9 @@ fn a_public_prefix_gives_the_tokens_of_the_fully_encrypted_run() {
     // Steps 0 and 1 ran in the clear: the only encrypted step is the third.
     assert!(stderr.contains("step 2: prompt token 3/3"), "{stderr}");
     assert!(!stderr.contains("step 1:"), "{stderr}");
-    let token = ids(&prefixed["generated_token_ids"]);
+    let token = token_ids(&prefixed["generated_token_ids"]);
     assert_eq!(token, [full[2]], "the fully encrypted run's token");
-    assert_eq!(token, ids(&sim["generated_token_ids"]), "sim's token");
+    assert_eq!(token, token_ids(&sim["generated_token_ids"]), "sim's token");
     // And on sim, a public prefix changes nothing.
     let sim_prefixed = json(&generate(
         work,
@@ -267,7 +227,7 @@ fn a_public_prefix_gives_the_tokens_of_the_fully_encrypted_run() {
 #[test]
 fn bad_demo_options_exit_2_before_any_work() {
     let scratch = tempfile::tempdir().unwrap();
-    let work = s(scratch.path());
+    let work = arg(scratch.path());
     refused(
         &cachemir(&[
             "demo",

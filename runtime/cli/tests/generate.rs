@@ -13,24 +13,15 @@
 //! - bad usage exits 2 before any step;
 //! - `run --session` keeps a plan's KV-cache state on the server between two encrypted steps.
 
-use cachemir_compiler::generation::{generation_calibration, generation_step};
 use cachemir_compiler::levels::params::by_name;
 use cachemir_compiler::levels::{LevelOptions, assign_levels, calibrated_bound};
 use cachemir_compiler::lower::weights::write_weights;
 use cachemir_compiler::lower::{LowerOptions, lower};
-use cachemir_compiler::passes::approximate::Approximate;
-use cachemir_compiler::passes::calibrate::{Calibrate, Calibration};
-use cachemir_compiler::passes::decompose::Decompose;
-use cachemir_compiler::passes::{Pass, Pipeline, Recognize, Rewrite};
 use cachemir_compiler::reference::models_dir;
 use cachemir_ir::Tensor;
-use cachemir_ir::layout::Layout;
 use cachemir_ir::npy::{read_npy, write_npy};
-use cachemir_ir::plan::{
-    Ciphertexts, Dst, Instruction as I, Io, PLAN_FORMAT_VERSION, Part, Plan, Site, Src, State,
-    parameters,
-};
-use cachemir_tests::embedding_output;
+use cachemir_ir::plan::{Ciphertexts, Plan};
+use cachemir_tests::generation::{GenerationStep, Transcript, compile_generation_step, token_ids};
 use ndarray::{ArrayD, IxDyn};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
@@ -39,81 +30,16 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::Instant;
 
+#[path = "support/binary.rs"]
+mod binary;
+#[path = "support/toy_step.rs"]
+mod toy_step;
+use binary::{arg, cachemir, keygen, ok, refused, run_plan};
+use toy_step::ToyStep;
+
 const LLAMA: &str = "tiny_llama_with_past_ts17";
 /// Margins above this must give the transcript's token (the bound for sim).
 const MARGIN: f64 = 0.1;
-
-fn cachemir(args: &[&str]) -> Output {
-    let start = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_cachemir"))
-        .args(args)
-        .output()
-        .expect("run cachemir");
-    eprintln!(
-        "cachemir {} → {:?} in {:.2?}",
-        args.first().unwrap_or(&""),
-        out.status.code(),
-        start.elapsed()
-    );
-    out
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn ok(out: &Output) -> String {
-    let stdout = text(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
-    stdout
-}
-
-/// Exit code 2 with `needle` in the error.
-fn refused(out: &Output, needle: &str) {
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains(needle), "`{needle}` not in: {stderr}");
-}
-
-fn s(p: &Path) -> String {
-    p.to_str().unwrap().to_string()
-}
-
-/// `generation.json`: the prompt, the greedy tokens, the margins.
-struct Transcript {
-    prompt: String,
-    prompt_ids: Vec<i64>,
-    generated: Vec<i64>,
-    generated_text: String,
-    margins: Vec<f64>,
-}
-
-fn transcript(dir: &Path) -> Transcript {
-    let json: Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.join(LLAMA).join("generation.json")).unwrap(),
-    )
-    .unwrap();
-    Transcript {
-        prompt: json["prompt_text"].as_str().unwrap().into(),
-        prompt_ids: ids(&json["prompt_token_ids"]),
-        generated: ids(&json["generated_token_ids"]),
-        generated_text: json["generated_text"].as_str().unwrap().into(),
-        margins: json["top1_minus_top2_logit_per_step"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap())
-            .collect(),
-    }
-}
-
-fn ids(v: &Value) -> Vec<i64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_i64().unwrap())
-        .collect()
-}
 
 /// The `--json` object, checked to hold exactly the keys of `generation.json`.
 fn generated(out: &Output) -> Value {
@@ -154,25 +80,11 @@ fn compile(
     params: Option<&str>,
 ) -> PathBuf {
     let start = Instant::now();
-    let options = cachemir_onnx::ImportOptions {
-        decode_context: Some(context),
-        ..Default::default()
-    };
-    let mut graph = cachemir_onnx::import_file(&models.join(format!("{LLAMA}.onnx")), &options)
-        .unwrap()
-        .graph;
-    graph.encrypt_from(embedding_output(LLAMA)).unwrap();
-    let generation = generation_step(&mut graph, context).unwrap();
-    let mut calibration = Calibration::load(&models.join(LLAMA).join("calib.json")).unwrap();
-    generation_calibration(&mut calibration, &generation, &graph).unwrap();
-    Pipeline::new()
-        .with(Recognize)
-        .with(Rewrite::default())
-        .with(Decompose::default())
-        .with(Calibrate { calibration })
-        .run(&mut graph, None, &[], &mut |_, _| {})
-        .unwrap();
-    Approximate::default().run(&mut graph).unwrap();
+    let GenerationStep {
+        approximated: graph,
+        generation,
+        ..
+    } = compile_generation_step(models, LLAMA, context, usize::MAX);
     let weights = format!("{name}.weights.safetensors");
     let lowered = lower(
         &graph,
@@ -219,34 +131,34 @@ fn sim_plan(models: &Path) -> &'static Path {
 }
 
 fn tokenizer(models: &Path) -> String {
-    s(&models.join("tokenizer").join("tokenizer.json"))
+    arg(&models.join("tokenizer").join("tokenizer.json"))
 }
 
 #[test]
 fn sim_generates_the_reference_transcript() {
     let Some(models) = models_dir() else { return };
-    let reference = transcript(&models);
+    let reference = Transcript::load(&models, LLAMA);
     let plan = sim_plan(&models);
     let out = cachemir(&[
         "generate",
-        &s(plan),
+        &arg(plan),
         "--backend",
         "sim",
         "--tokenizer",
         &tokenizer(&models),
         "--prompt",
-        &reference.prompt,
+        &reference.prompt_text,
         "--tokens",
         "16",
         "--json",
     ]);
     let json = generated(&out);
-    assert_eq!(ids(&json["prompt_token_ids"]), reference.prompt_ids);
-    let got = ids(&json["generated_token_ids"]);
+    assert_eq!(token_ids(&json["prompt_token_ids"]), reference.prompt_ids);
+    let got = token_ids(&json["generated_token_ids"]);
     assert_eq!(got.len(), 16);
     let agreed = got
         .iter()
-        .zip(&reference.generated)
+        .zip(&reference.generated_ids)
         .take_while(|(a, b)| a == b)
         .count();
     if agreed < got.len() {
@@ -254,14 +166,14 @@ fn sim_generates_the_reference_transcript() {
             reference.margins[agreed] <= MARGIN,
             "token {agreed}: {} instead of {} at a reference margin of {}",
             got[agreed],
-            reference.generated[agreed],
+            reference.generated_ids[agreed],
             reference.margins[agreed]
         );
         eprintln!(
             "tokens from {agreed} on (reference margin {:.3}): {:?}, reference {:?}",
             reference.margins[agreed],
             &got[agreed..],
-            &reference.generated[agreed..]
+            &reference.generated_ids[agreed..]
         );
     } else {
         assert_eq!(json["generated_text"], reference.generated_text.as_str());
@@ -277,7 +189,7 @@ fn cpu_generates_the_tokens_of_sim_at_toy_parameters() {
     let Some(models) = models_dir() else { return };
     let scratch = tempfile::tempdir().unwrap();
     let plan = compile(&models, scratch.path(), "toy", 16, 2048, Some("ToyBootN12"));
-    let plan_arg = s(&plan);
+    let plan_arg = arg(&plan);
     let keys = scratch.path().join("keys");
     let tokenizer = tokenizer(&models);
     let decoded = Plan::from_bytes(&std::fs::read(&plan).unwrap()).unwrap();
@@ -315,21 +227,15 @@ fn cpu_generates_the_tokens_of_sim_at_toy_parameters() {
     let sim = generated(&generate("sim", tokens, &[]));
 
     refused(
-        &generate("cpu", tokens, &["--keys", &s(&keys)]),
+        &generate("cpu", tokens, &["--keys", &arg(&keys)]),
         "--insecure",
     );
-    ok(&cachemir(&[
-        "keygen",
-        &plan_arg,
-        "-o",
-        &s(&keys),
-        "--insecure",
-    ]));
+    keygen(&plan, &keys);
     let start = Instant::now();
     let cpu = generated(&generate(
         "cpu",
         tokens,
-        &["--keys", &s(&keys), "--insecure"],
+        &["--keys", &arg(&keys), "--insecure"],
     ));
     eprintln!(
         "cpu (ToyBootN12): tokens {} in {:.2?}, per-token ms {}; sim tokens {}",
@@ -346,8 +252,8 @@ fn cpu_generates_the_tokens_of_sim_at_toy_parameters() {
 #[test]
 fn a_session_resumes_where_it_stopped() {
     let Some(models) = models_dir() else { return };
-    let reference = transcript(&models);
-    let plan = s(sim_plan(&models));
+    let reference = Transcript::load(&models, LLAMA);
+    let plan = arg(sim_plan(&models));
     let tokenizer = tokenizer(&models);
     let scratch = tempfile::tempdir().unwrap();
     let generate = |session: Option<&Path>, prompt: Option<&str>, tokens: &str| {
@@ -366,7 +272,7 @@ fn a_session_resumes_where_it_stopped() {
             args.extend(["--prompt".into(), prompt.into()]);
         }
         if let Some(session) = session {
-            args.extend(["--session".into(), s(session)]);
+            args.extend(["--session".into(), arg(session)]);
         }
         args
     };
@@ -374,7 +280,7 @@ fn a_session_resumes_where_it_stopped() {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         cachemir(&args)
     };
-    let prompt = Some(reference.prompt.as_str());
+    let prompt = Some(reference.prompt_text.as_str());
 
     let whole = generated(&run(generate(None, prompt, "2")));
     let session = scratch.path().join("session");
@@ -466,14 +372,14 @@ fn read_manifest(session: &Path) -> Value {
 #[test]
 fn bad_usage_exits_2() {
     let Some(models) = models_dir() else { return };
-    let reference = transcript(&models);
+    let reference = Transcript::load(&models, LLAMA);
     let plan = sim_plan(&models);
     let tokenizer = tokenizer(&models);
     let scratch = tempfile::tempdir().unwrap();
     let run_on = |backend: &str, plan: &Path, extra: &[&str]| {
         let mut args = vec![
             "generate".to_string(),
-            s(plan),
+            arg(plan),
             "--backend".into(),
             backend.into(),
             "--tokenizer".into(),
@@ -484,7 +390,7 @@ fn bad_usage_exits_2() {
         cachemir(&args)
     };
     let run = |plan: &Path, extra: &[&str]| run_on("sim", plan, extra);
-    let prompt = reference.prompt.as_str();
+    let prompt = reference.prompt_text.as_str();
 
     // 18 prompt tokens and 23 more exceed the context of 40.
     refused(
@@ -514,7 +420,7 @@ fn bad_usage_exits_2() {
     refused(
         &cachemir(&[
             "generate",
-            &s(plan),
+            &arg(plan),
             "--backend",
             "sim",
             "--tokenizer",
@@ -557,7 +463,7 @@ fn bad_usage_exits_2() {
             "1",
             "--json",
             "--session",
-            &s(&session),
+            &arg(&session),
         ],
     ));
     let mut other = Plan::from_bytes(&std::fs::read(plan).unwrap()).unwrap();
@@ -565,84 +471,30 @@ fn bad_usage_exits_2() {
     let other_plan = plan.with_file_name("other.plan");
     std::fs::write(&other_plan, other.to_bytes().unwrap()).unwrap();
     refused(
-        &run(&other_plan, &["--tokens", "1", "--session", &s(&session)]),
+        &run(&other_plan, &["--tokens", "1", "--session", &arg(&session)]),
         "was made for plan",
     );
 }
-
-/// ToyBootN12's full packing.
-const TOY_SLOTS: usize = 2048;
 
 /// A decode step with a KV-cache state at ToyBootN12 (level `b` after bootstrapping):
 /// `present = past + x` at `b`, `y = present · x` at `b − 1` (a relinearization key, so two
 /// clients' evaluation keys differ).
 fn accumulator_plan() -> Plan {
-    let parameters = parameters::by_name("ToyBootN12").unwrap();
-    let b = parameters.bootstrap_level.unwrap();
-    let io = |name: &str, level: u32| Ciphertexts {
-        name: name.into(),
-        layout: Layout::row_major(&[4], TOY_SLOTS),
-        level: Some(level),
-    };
-    let instructions = vec![
-        I::Load {
-            dst: Dst(0),
-            input: Io(0),
-            part: Part(0),
-        },
-        I::Load {
-            dst: Dst(1),
-            input: Io(1),
-            part: Part(0),
-        },
-        I::Add {
-            dst: Dst(2),
-            a: Src(0),
-            b: Src(1),
-        },
-        I::Store {
-            src: Src(2),
-            output: Io(1),
-            part: Part(0),
-        },
-        I::Multiply {
-            dst: Dst(3),
-            a: Src(2),
-            b: Src(0),
-        },
-        I::Rescale {
-            dst: Dst(4),
-            a: Src(3),
-        },
-        I::Store {
-            src: Src(4),
-            output: Io(0),
-            part: Part(0),
-        },
-    ];
-    let n = instructions.len();
-    serde_json::from_value(json!({
-        "version": PLAN_FORMAT_VERSION,
-        "name": "accumulator",
-        "slots": TOY_SLOTS,
-        "parameters": parameters,
-        "weights": "none.safetensors",
-        "weight_shapes": {},
-        "client_program": "",
-        "public_program": "",
-        "public_inputs": [],
-        "inputs": [io("x", b), io("past", b)],
-        "outputs": [io("y", b - 1), io("present", b)],
-        "states": [State { input: "past".into(), output: "present".into() }],
-        "plaintexts": [],
-        "rotations": [],
-        "registers": 5,
-        "instructions": instructions,
-        "sites": [Site { name: "step".into(), source: "test".into(), layer: Some(0) }],
-        "instruction_sites": vec![0; n],
-        "checks": [],
-    }))
-    .unwrap()
+    let ToyStep {
+        mut builder,
+        x,
+        past,
+        y,
+        present,
+        ..
+    } = ToyStep::new("accumulator", "none.safetensors");
+    let b = &mut builder;
+    let next = b.add(x, past);
+    b.store(next, present, 0);
+    let product = b.multiply(next, x);
+    let product = b.rescale(product);
+    b.store(product, y, 0);
+    builder.build()
 }
 
 fn vector(values: [f32; 4]) -> Tensor {
@@ -655,54 +507,42 @@ fn run_session_keeps_the_state_between_two_steps() {
     let dir = scratch.path();
     let plan = dir.join("acc.plan");
     std::fs::write(&plan, accumulator_plan().to_bytes().unwrap()).unwrap();
-    let plan_arg = s(&plan);
+    let plan_arg = arg(&plan);
     let keys = dir.join("keys");
-    ok(&cachemir(&[
-        "keygen",
-        &plan_arg,
-        "-o",
-        &s(&keys),
-        "--insecure",
-    ]));
+    keygen(&plan, &keys);
     let npy = |name: &str, values| {
         let path = dir.join(format!("{name}.npy"));
         write_npy(&path, &vector(values)).unwrap();
-        s(&path)
+        arg(&path)
     };
-    let keys_arg = s(&keys);
+    let keys_arg = arg(&keys);
     let encrypt = |out: &str, inputs: &[String]| {
-        let out = s(&dir.join(out));
+        let out = arg(&dir.join(out));
         let mut args = vec!["encrypt", &keys_arg, &plan_arg];
         args.extend(inputs.iter().map(String::as_str));
         args.extend(["-o", &out, "--insecure"]);
         ok(&cachemir(&args))
     };
-    let session = s(&dir.join("session"));
-    let eval = s(&keys.join("eval"));
-    let run = |input: &str, output: &str, session: &str| {
-        cachemir(&[
-            "run",
-            &plan_arg,
-            "--keys",
-            &eval,
-            "--input",
-            &s(&dir.join(input)),
-            "-o",
-            &s(&dir.join(output)),
-            "--session",
-            session,
-            "--insecure",
-        ])
+    let session = arg(&dir.join("session"));
+    let run_with = |eval: &Path, input: &str, output: &str| {
+        run_plan(
+            &plan,
+            eval,
+            &dir.join(input),
+            &dir.join(output),
+            &["--session", &session],
+        )
     };
+    let run = |input: &str, output: &str| run_with(&keys.join("eval"), input, output);
     let decrypt = |ct: &str| -> Vec<f32> {
         let out = dir.join(format!("{ct}.y.npy"));
         ok(&cachemir(&[
             "decrypt",
-            &s(&keys),
+            &arg(&keys),
             &plan_arg,
-            &s(&dir.join(ct)),
+            &arg(&dir.join(ct)),
             "-o",
-            &s(&out),
+            &arg(&out),
             "--insecure",
         ]));
         match read_npy(&out).unwrap() {
@@ -723,9 +563,9 @@ fn run_session_keeps_the_state_between_two_steps() {
     let x1 = npy("x", [1.0, 2.0, 3.0, 4.0]);
     let past = npy("past", [10.0, 20.0, 30.0, 40.0]);
     encrypt("step1.ct", std::slice::from_ref(&x1));
-    refused(&run("step1.ct", "out1.ct", &session), "has no step yet");
+    refused(&run("step1.ct", "out1.ct"), "has no step yet");
     encrypt("step1.ct", &[x1, past]);
-    let stdout = ok(&run("step1.ct", "out1.ct", &session));
+    let stdout = ok(&run("step1.ct", "out1.ct"));
     assert!(
         stdout.contains("step 1 committed (1 state ciphertexts)"),
         "{stdout}"
@@ -740,39 +580,18 @@ fn run_session_keeps_the_state_between_two_steps() {
         stdout.contains("left to the server's session: past"),
         "{stdout}"
     );
-    ok(&run("step2.ct", "out2.ct", &session));
+    ok(&run("step2.ct", "out2.ct"));
     close(&decrypt("out2.ct"), [5.75, 11.25, -32.0, 92.0]);
     let manifest = read_manifest(Path::new(&session));
     assert_eq!(manifest["step"], json!(2));
 
     // The same input again would apply step 2 twice.
-    refused(
-        &run("step2.ct", "out3.ct", &session),
-        "was already run at step 2",
-    );
+    refused(&run("step2.ct", "out3.ct"), "was already run at step 2");
     // Keys of another client: the session is bound to the first.
     let other_keys = dir.join("other-keys");
-    ok(&cachemir(&[
-        "keygen",
-        &plan_arg,
-        "-o",
-        &s(&other_keys),
-        "--insecure",
-    ]));
+    keygen(&plan, &other_keys);
     refused(
-        &cachemir(&[
-            "run",
-            &plan_arg,
-            "--keys",
-            &s(&other_keys.join("eval")),
-            "--input",
-            &s(&dir.join("step2.ct")),
-            "-o",
-            &s(&dir.join("out4.ct")),
-            "--session",
-            &session,
-            "--insecure",
-        ]),
+        &run_with(&other_keys.join("eval"), "step2.ct", "out4.ct"),
         "was made for evaluation keys",
     );
 }
