@@ -39,7 +39,7 @@ pub use compile::{Compiled, Target};
 /// The arguments of `cachemir demo`.
 #[derive(Args, Debug)]
 pub struct DemoArgs {
-    /// Tokens to generate (in all: a resumed work folder counts those it has). About 15 minutes
+    /// Tokens to generate (in all: a resumed work folder counts those it has). About 12 minutes
     /// each at 128-bit on two cores.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..))]
     pub tokens: u64,
