@@ -2,7 +2,7 @@
 //! conversion. Each function states the kernel it launches; the argument lists follow the kernel
 //! signatures in `src/kernels/` exactly (the safety condition of every launch).
 
-use cudarc::driver::{CudaView, CudaViewMut, PushKernelArg};
+use cudarc::driver::{CudaSlice, CudaView, CudaViewMut, PushKernelArg};
 
 use super::{DeviceConversion, Evaluator};
 use crate::device::{config, driver};
@@ -20,38 +20,18 @@ impl Evaluator {
         limb_mod: &CudaView<'_, u32>,
         limbs: usize,
     ) -> Result<(), CudaError> {
-        let n = self.n as u32;
-        let s = self.dev.stream();
+        let twiddles = (&self.psi, &self.psi_shoup);
         for groups in self.geo.global_stages() {
-            let log_t = self.geo.log_n - 1 - groups.trailing_zeros();
-            let f = self.dev.function(Kernel::NttFwdGlobal);
-            let mut b = s.launch_builder(f);
-            b.arg(&mut *data)
-                .arg(&self.psi)
-                .arg(&self.psi_shoup)
-                .arg(&self.moduli)
-                .arg(limb_mod)
-                .arg(&n)
-                .arg(&groups)
-                .arg(&log_t);
-            // SAFETY: ntt_fwd_global(u64*, const u64* ×3, const u32*, u32, u32, u32); `data` holds
-            // `limbs` limbs of N and the twiddle tables every modulus index of `limb_mod`.
-            unsafe { b.launch(config(self.geo.global_launch(limbs))) }.map_err(driver)?;
+            self.ntt_global_stage(
+                Kernel::NttFwdGlobal,
+                data,
+                twiddles,
+                limb_mod,
+                limbs,
+                groups,
+            )?;
         }
-        let first = self.geo.first_shared_groups() as u32;
-        let f = self.dev.function(Kernel::NttFwdShared);
-        let mut b = s.launch_builder(f);
-        b.arg(&mut *data)
-            .arg(&self.psi)
-            .arg(&self.psi_shoup)
-            .arg(&self.moduli)
-            .arg(limb_mod)
-            .arg(&n)
-            .arg(&first);
-        // SAFETY: ntt_fwd_shared(u64*, const u64* ×3, const u32*, u32, u32), 2T words of dynamic
-        // shared memory per block of T threads (the launch shape).
-        unsafe { b.launch(config(self.geo.shared_launch(limbs))) }.map_err(driver)?;
-        Ok(())
+        self.ntt_shared_stages(Kernel::NttFwdShared, data, twiddles, limb_mod, limbs)
     }
 
     /// Inverse NTT (with N^{−1}), in place: `ntt_inv_shared`, `ntt_inv_global` per global stage
@@ -62,37 +42,21 @@ impl Evaluator {
         limb_mod: &CudaView<'_, u32>,
         limbs: usize,
     ) -> Result<(), CudaError> {
-        let n = self.n as u32;
-        let s = self.dev.stream();
-        let first = self.geo.first_shared_groups() as u32;
-        let f = self.dev.function(Kernel::NttInvShared);
-        let mut b = s.launch_builder(f);
-        b.arg(&mut *data)
-            .arg(&self.ipsi)
-            .arg(&self.ipsi_shoup)
-            .arg(&self.moduli)
-            .arg(limb_mod)
-            .arg(&n)
-            .arg(&first);
-        // SAFETY: ntt_inv_shared has ntt_fwd_shared's signature and shape.
-        unsafe { b.launch(config(self.geo.shared_launch(limbs))) }.map_err(driver)?;
+        let twiddles = (&self.ipsi, &self.ipsi_shoup);
+        self.ntt_shared_stages(Kernel::NttInvShared, data, twiddles, limb_mod, limbs)?;
         for groups in self.geo.global_stages().into_iter().rev() {
-            let log_t = self.geo.log_n - 1 - groups.trailing_zeros();
-            let f = self.dev.function(Kernel::NttInvGlobal);
-            let mut b = s.launch_builder(f);
-            b.arg(&mut *data)
-                .arg(&self.ipsi)
-                .arg(&self.ipsi_shoup)
-                .arg(&self.moduli)
-                .arg(limb_mod)
-                .arg(&n)
-                .arg(&groups)
-                .arg(&log_t);
-            // SAFETY: ntt_inv_global has ntt_fwd_global's signature and shape.
-            unsafe { b.launch(config(self.geo.global_launch(limbs))) }.map_err(driver)?;
+            self.ntt_global_stage(
+                Kernel::NttInvGlobal,
+                data,
+                twiddles,
+                limb_mod,
+                limbs,
+                groups,
+            )?;
         }
+        let n = self.n as u32;
         let f = self.dev.function(Kernel::NttScale);
-        let mut b = s.launch_builder(f);
+        let mut b = self.dev.stream().launch_builder(f);
         b.arg(&mut *data)
             .arg(&self.n_inv)
             .arg(&self.n_inv_shoup)
@@ -101,6 +65,60 @@ impl Evaluator {
             .arg(&n);
         // SAFETY: ntt_scale(u64*, const u64* ×3, const u32*, u32), one thread per residue.
         unsafe { b.launch(config(per_coefficient(self.n, limbs))) }.map_err(driver)?;
+        Ok(())
+    }
+
+    /// One global-memory NTT stage of `groups` butterfly groups (`ntt_fwd_global` or
+    /// `ntt_inv_global`) with the twiddle table and its Shoup companions `twiddles`.
+    fn ntt_global_stage(
+        &self,
+        kernel: Kernel,
+        data: &mut CudaViewMut<'_, u64>,
+        twiddles: (&CudaSlice<u64>, &CudaSlice<u64>),
+        limb_mod: &CudaView<'_, u32>,
+        limbs: usize,
+        groups: u32,
+    ) -> Result<(), CudaError> {
+        let n = self.n as u32;
+        let log_t = self.geo.log_n - 1 - groups.trailing_zeros();
+        let mut b = self.dev.stream().launch_builder(self.dev.function(kernel));
+        b.arg(&mut *data)
+            .arg(twiddles.0)
+            .arg(twiddles.1)
+            .arg(&self.moduli)
+            .arg(limb_mod)
+            .arg(&n)
+            .arg(&groups)
+            .arg(&log_t);
+        // SAFETY: ntt_{fwd,inv}_global(u64*, const u64* ×3, const u32*, u32, u32, u32); `data`
+        // holds `limbs` limbs of N and the twiddle tables every modulus index of `limb_mod`.
+        unsafe { b.launch(config(self.geo.global_launch(limbs))) }.map_err(driver)?;
+        Ok(())
+    }
+
+    /// The shared-memory NTT stages (`ntt_fwd_shared` or `ntt_inv_shared`), from the first
+    /// group count the global stages leave.
+    fn ntt_shared_stages(
+        &self,
+        kernel: Kernel,
+        data: &mut CudaViewMut<'_, u64>,
+        twiddles: (&CudaSlice<u64>, &CudaSlice<u64>),
+        limb_mod: &CudaView<'_, u32>,
+        limbs: usize,
+    ) -> Result<(), CudaError> {
+        let n = self.n as u32;
+        let first = self.geo.first_shared_groups() as u32;
+        let mut b = self.dev.stream().launch_builder(self.dev.function(kernel));
+        b.arg(&mut *data)
+            .arg(twiddles.0)
+            .arg(twiddles.1)
+            .arg(&self.moduli)
+            .arg(limb_mod)
+            .arg(&n)
+            .arg(&first);
+        // SAFETY: ntt_{fwd,inv}_shared(u64*, const u64* ×3, const u32*, u32, u32), 2T words of
+        // dynamic shared memory per block of T threads (the launch shape).
+        unsafe { b.launch(config(self.geo.shared_launch(limbs))) }.map_err(driver)?;
         Ok(())
     }
 
