@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end encrypted generation benchmark through the CLI binaries, per decoder model:
-# compile a generation plan, keygen, `cachemir generate --json` with a session (resumable: a rerun
-# with the same OUT continues an interrupted run and adds TOKENS more tokens to it), then compare the tokens with
-# onnxruntime's greedy tokens (`generation.json`) and print one table row: model, parameters,
+# compile a generation plan, keygen, `cachemir generate --json` with a session (resumable: a
+# rerun with the same OUT continues an interrupted run and adds TOKENS more tokens to it), then
+# compare the tokens with onnxruntime's greedy tokens (`generation.json`) and print one table row: model, parameters,
 # tokens (equal / generated), per-token latency (mean, first, last), bootstraps per token, key
 # bytes, peak memory, the report's estimated latency per token (under the default N = 2^16 CPU cost
 # model, so only meaningful for the 128-bit set).
