@@ -161,14 +161,20 @@ def write_calibration(np, out, names_arrays, outputs, description):
         json.dump(calib, f, indent=1)
 
 
-def export_decoder(args, torch, np, transformers, tokenizer, text_ids):
-    model = transformers.AutoModelForCausalLM.from_pretrained(
+def load_model(auto_class, args, torch):
+    """The model of `args.model` in float32 with eager attention (the exporters trace that), in
+    evaluation mode."""
+    return auto_class.from_pretrained(
         args.model,
         revision=args.revision,
         trust_remote_code=args.trust_remote_code,
         torch_dtype=torch.float32,
         attn_implementation="eager",
     ).eval()
+
+
+def export_decoder(args, torch, np, transformers, tokenizer, text_ids):
+    model = load_model(transformers.AutoModelForCausalLM, args, torch)
     layers, kv_heads, head_dim = decoder_shape(model.config)
 
     class DecoderWithPast(torch.nn.Module):
@@ -274,13 +280,7 @@ def export_decoder(args, torch, np, transformers, tokenizer, text_ids):
 
 
 def export_encoder(args, torch, np, transformers, tokenizer, text):
-    model = transformers.AutoModel.from_pretrained(
-        args.model,
-        revision=args.revision,
-        trust_remote_code=args.trust_remote_code,
-        torch_dtype=torch.float32,
-        attn_implementation="eager",
-    ).eval()
+    model = load_model(transformers.AutoModel, args, torch)
     sample = tokenizer(["a b"], return_tensors="pt")
     names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in sample]
 
