@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end encrypted generation benchmark through the CLI binaries, per decoder model:
 # compile a generation plan, keygen, `cachemir generate --json` with a session (resumable: a
-# rerun with the same OUT continues an interrupted run and adds TOKENS more tokens to it), then
+# rerun with the same OUT continues an interrupted run up to TOKENS generated tokens in all), then
 # compare the tokens with onnxruntime's greedy tokens (`generation.json`) and print one table row: model, parameters,
 # tokens (equal / generated), per-token latency (mean, first, last), bootstraps per token, key
 # bytes, peak memory, the report's estimated latency per token (under the default N = 2^16 CPU cost
@@ -11,7 +11,8 @@
 #   bash examples/bench_e2e.sh [TOKENS] [OUT]            # 128-bit N16BootFull (~12 min per token
 #                                                        # on two cores)
 #   PARAMS=ToyBootN12 bash examples/bench_e2e.sh 2       # INSECURE toy set, minutes: a smoke run
-# Environment: MODELS (default ../shared/models), PARAMS (N16BootFull), CONTEXT (16),
+# Environment: MODELS (default ../shared/models), PARAMS (N16BootFull), CONTEXT (34: the
+# reference transcript's 18 prompt tokens and 16 generated ones),
 # SQUARINGS (2: softmax squarings; `auto` is the compiler's search), THREADS (all cores).
 set -euo pipefail
 
@@ -19,7 +20,7 @@ tokens=${1:-4}
 out=${2:-target/bench_e2e}
 models=${MODELS:-../shared/models}
 params=${PARAMS:-N16BootFull}
-context=${CONTEXT:-16}
+context=${CONTEXT:-34}
 squarings=${SQUARINGS:-2}
 insecure=()
 [[ $params == Toy* ]] && insecure=(--insecure)
@@ -58,7 +59,7 @@ for model in tiny_llama tiny_gpt2; do
   prompt=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["prompt_text"])' "$reference")
   /usr/bin/time -v "$bin/cachemir" generate "$dir/plan.plan" --keys "$dir/keys" \
     --tokenizer "$models/tokenizer/tokenizer.json" --prompt "$prompt" --tokens "$tokens" \
-    --session "$dir/session" --json "${insecure[@]}" "${threads[@]}" \
+    --tokens-in-all --session "$dir/session" --save-logits "$dir/logits" --json "${insecure[@]}" "${threads[@]}" \
     > "$dir/generate.json" 2> "$dir/generate.log"
   rows+=("$(python3 - "$model" "$params" "$dir" "$reference" <<'PY'
 import json, re, sys

@@ -219,6 +219,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         insecure: args.insecure_toy,
         threads: None,
         public_prefix: args.public_prefix,
+        save_logits: None,
         tokens_in_all: true,
         step_lines: true,
     })?;

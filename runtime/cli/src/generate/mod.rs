@@ -50,10 +50,12 @@ pub use transcript::Transcript;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, anyhow};
+use anyhow::{Context, Result, anyhow};
+use cachemir_ir::Tensor;
+use cachemir_ir::npy::write_npy;
 use cachemir_ir::plan::{Generation, Instruction, Plan, TensorRef};
 use cachemir_vm::{
     Backend, Client, ClientKeys, CpuBackend, CpuOptions, CpuParameters, EvaluationKeys,
@@ -120,9 +122,16 @@ pub struct GenerateArgs {
     /// prompt's tokens minus one; a resumed session keeps the prefix it started with.
     #[arg(long, value_name = "N")]
     pub public_prefix: Option<usize>,
-    /// `--tokens` counts every token of the generation, those of a resumed session included
-    /// (`cachemir demo`), instead of the tokens of this run.
-    #[arg(skip)]
+    /// Write each step's decrypted logits to `DIR/step-NNN.npy` (f64, the plan's logits shape;
+    /// `NNN` is the step, prompt steps included) and one JSON line per step to `DIR/steps.jsonl`
+    /// (step, cache length, token fed, token chosen, ms, bootstraps): the client's own record for
+    /// accuracy and latency studies (logits never leave the client).
+    #[arg(long, value_name = "DIR")]
+    pub save_logits: Option<PathBuf>,
+    /// `--tokens` counts every token of the generation, those of a resumed session included,
+    /// instead of the tokens of this run: a rerun after an interruption finishes the same
+    /// generation.
+    #[arg(long)]
     pub tokens_in_all: bool,
     /// One line per step on standard output (the step, its token and text so far, latency,
     /// bootstraps) instead of the streamed text (`cachemir demo`).
@@ -463,6 +472,18 @@ impl Request<'_> {
             }
             let ms = start.elapsed().as_secs_f64() * 1e3;
             step_ms.push(ms);
+            if let Some(dir) = &args.save_logits {
+                let chosen = yields.then(|| transcript.generated_token_ids.last().copied());
+                save_step(
+                    dir,
+                    step,
+                    token,
+                    chosen.flatten(),
+                    ms,
+                    boots,
+                    &output.logits,
+                )?;
+            }
             let mut line = format!("step {step}: {what}; {ms:.1} ms, {boots} bootstraps");
             if let Some(session) = &mut session {
                 let commit = Instant::now();
@@ -558,6 +579,40 @@ impl Request<'_> {
         }
         Ok(outcome)
     }
+}
+
+/// One step's record under `--save-logits DIR` (see [`GenerateArgs::save_logits`]).
+fn save_step(
+    dir: &Path,
+    step: usize,
+    fed: i64,
+    chosen: Option<i64>,
+    ms: f64,
+    bootstraps: usize,
+    logits: &[f64],
+) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let array = ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&[logits.len()]), logits.to_vec())?;
+    write_npy(
+        &dir.join(format!("step-{step:03}.npy")),
+        &Tensor::F64(array),
+    )?;
+    let line = serde_json::json!({
+        "step": step,
+        "cache_length": step + 1,
+        "token_fed": fed,
+        "token_chosen": chosen,
+        "ms": ms,
+        "bootstraps": bootstraps,
+    });
+    let path = dir.join("steps.jsonl");
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    writeln!(file, "{line}").with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
 }
 
 /// Tokens this run generates: `--tokens`, or with [`GenerateArgs::tokens_in_all`] what is
