@@ -122,10 +122,10 @@ pub struct GenerateArgs {
     /// prompt's tokens minus one; a resumed session keeps the prefix it started with.
     #[arg(long, value_name = "N")]
     pub public_prefix: Option<usize>,
-    /// Write each step's decrypted logits to `DIR/step-NNN.npy` (f64, the plan's logits shape;
-    /// `NNN` is the step, prompt steps included) and one JSON line per step to `DIR/steps.jsonl`
-    /// (step, cache length, token fed, token chosen, ms, bootstraps): the client's own record for
-    /// accuracy and latency studies (logits never leave the client).
+    /// Write each step's decrypted logits to `DIR/step-NNN.npy` (f64, flattened; `NNN` is the
+    /// step, prompt steps included: step `n` runs with a cache of `n + 1` tokens) and one JSON
+    /// line per step to `DIR/steps.jsonl` (step, the plan's context, token fed, token chosen, ms,
+    /// bootstraps): the client's own record for accuracy and latency studies.
     #[arg(long, value_name = "DIR")]
     pub save_logits: Option<PathBuf>,
     /// `--tokens` counts every token of the generation, those of a resumed session included,
@@ -581,37 +581,36 @@ impl Request<'_> {
     }
 }
 
-/// One step's record under `--save-logits DIR` (see [`GenerateArgs::save_logits`]).
-fn save_step(
-    dir: &Path,
+/// One step's line of `steps.jsonl` under `--save-logits DIR`.
+#[derive(Debug, Serialize)]
+struct StepRecord {
     step: usize,
-    fed: i64,
-    chosen: Option<i64>,
+    /// The plan's context (`cachemirc compile --max-context`).
+    max_context: usize,
+    token_fed: i64,
+    /// The token this step's logits chose (steps from the prompt's last token on).
+    token_chosen: Option<i64>,
     ms: f64,
     bootstraps: usize,
-    logits: &[f64],
-) -> Result<()> {
+}
+
+/// Writes a step's logits (`DIR/step-NNN.npy`, f64) and appends its record to `DIR/steps.jsonl`
+/// (see [`GenerateArgs::save_logits`]).
+fn save_step(dir: &Path, record: &StepRecord, logits: &[f64]) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let array = ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&[logits.len()]), logits.to_vec())?;
     write_npy(
-        &dir.join(format!("step-{step:03}.npy")),
+        &dir.join(format!("step-{:03}.npy", record.step)),
         &Tensor::F64(array),
     )?;
-    let line = serde_json::json!({
-        "step": step,
-        "cache_length": step + 1,
-        "token_fed": fed,
-        "token_chosen": chosen,
-        "ms": ms,
-        "bootstraps": bootstraps,
-    });
     let path = dir.join("steps.jsonl");
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(&path)
         .with_context(|| format!("opening {}", path.display()))?;
-    writeln!(file, "{line}").with_context(|| format!("writing {}", path.display()))?;
+    writeln!(file, "{}", serde_json::to_string(record)?)
+        .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
 
