@@ -473,16 +473,17 @@ impl Request<'_> {
             let ms = start.elapsed().as_secs_f64() * 1e3;
             step_ms.push(ms);
             if let Some(dir) = &args.save_logits {
-                let chosen = yields.then(|| transcript.generated_token_ids.last().copied());
-                save_step(
-                    dir,
+                let record = StepRecord {
                     step,
-                    token,
-                    chosen.flatten(),
+                    max_context: self.generation.max_context,
+                    token_fed: token,
+                    token_chosen: yields
+                        .then(|| transcript.generated_token_ids.last().copied())
+                        .flatten(),
                     ms,
-                    boots,
-                    &output.logits,
-                )?;
+                    bootstraps: boots,
+                };
+                save_step(dir, &record, &output.logits)?;
             }
             let mut line = format!("step {step}: {what}; {ms:.1} ms, {boots} bootstraps");
             if let Some(session) = &mut session {
