@@ -87,3 +87,9 @@ echo
 echo "| model | parameters | tokens | per-token latency (mean) | bootstraps/token | key bytes (memory) | peak RSS | estimated/token |"
 echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
 printf '%s\n' "${rows[@]}"
+
+# The accuracy assertions (issue 10): every step's decrypted logits against the f64 reference
+# interpreter teacher-forced on the tokens the run fed, and the generated tokens against
+# generation.json where the reference margin exceeds twice the measured error.
+CACHEMIR_E2E_DIR=$(realpath "$out") CACHEMIR_E2E_PARAMS=$params \
+  cargo test --release -p cachemir-tests --test encrypted_generation -- --ignored --nocapture

@@ -5,9 +5,11 @@ use crate::compile::tensor_passes;
 use crate::embedding_output;
 use cachemir_compiler::generation::{generation_calibration, generation_step};
 use cachemir_compiler::passes::calibrate::Calibration;
-use cachemir_ir::Graph;
 use cachemir_ir::plan::Generation;
+use cachemir_ir::{Graph, InputRole, Interpreter, Precision, Tensor};
+use ndarray::{ArrayD, IxDyn};
 use serde_json::Value;
+use std::collections::HashMap;
 use std::path::Path;
 
 /// A model's `generation.json`: the greedy continuation of a prompt by the exported model
@@ -61,6 +63,77 @@ pub fn token_ids(value: &Value) -> Vec<i64> {
         .collect()
 }
 
+/// The shared model `model` imported for contexts of `max_context` tokens and made a generation
+/// step with its KV-cache writes: the graph the f64 reference interpreter runs.
+///
+/// # Panics
+/// When the model is unreadable or not a decoder with past (a test failure).
+pub fn reference_generation_step(
+    models: &Path,
+    model: &str,
+    max_context: usize,
+) -> (Graph, Generation) {
+    let options = cachemir_onnx::ImportOptions {
+        decode_context: Some(max_context),
+        ..Default::default()
+    };
+    let mut reference = cachemir_onnx::import_file(&models.join(format!("{model}.onnx")), &options)
+        .expect("the model imports")
+        .graph;
+    let generation = generation_step(&mut reference, max_context).expect("a generation step");
+    (reference, generation)
+}
+
+/// The reference interpreter (f64) on one generation step: feeds `token` at `step` with the
+/// KV-cache `states` (by input name; empty caches as zeros at step 0) and returns the logits and
+/// the next states.
+///
+/// # Panics
+/// When the step's inputs cannot be built or the interpreter fails (a test failure).
+pub fn reference_step(
+    graph: &Graph,
+    generation: &Generation,
+    step: usize,
+    token: i64,
+    states: &HashMap<String, Tensor>,
+) -> (Vec<f64>, HashMap<String, Tensor>) {
+    let mut inputs: HashMap<String, Tensor> = generation
+        .step_inputs(step, token)
+        .unwrap()
+        .into_iter()
+        .collect();
+    inputs.extend(states.clone());
+    let outputs = Interpreter::new(graph, Precision::F64)
+        .run(&inputs)
+        .unwrap();
+    let mut next = HashMap::new();
+    for input in graph.inputs() {
+        if let InputRole::State { output } = &input.role {
+            next.insert(graph.input_name(input).to_string(), outputs[output].clone());
+        }
+    }
+    let logits = outputs[&generation.logits_output]
+        .to_f64()
+        .iter()
+        .copied()
+        .collect();
+    (logits, next)
+}
+
+/// The empty KV-cache states of a generation step's `graph` (zeros, by input name).
+pub fn empty_states(graph: &Graph) -> HashMap<String, Tensor> {
+    graph
+        .inputs()
+        .iter()
+        .filter(|i| matches!(i.role, InputRole::State { .. }))
+        .map(|i| {
+            let shape = graph.input_type(i).shape.clone();
+            let zeros = ArrayD::<f32>::zeros(IxDyn(&shape));
+            (graph.input_name(i).to_string(), Tensor::F32(zeros))
+        })
+        .collect()
+}
+
 /// A decoder-with-past export made a generation step, in its reference and compiled forms.
 #[derive(Debug)]
 pub struct GenerationStep {
@@ -86,14 +159,7 @@ pub fn compile_generation_step(
     max_context: usize,
     samples: usize,
 ) -> GenerationStep {
-    let options = cachemir_onnx::ImportOptions {
-        decode_context: Some(max_context),
-        ..Default::default()
-    };
-    let mut reference = cachemir_onnx::import_file(&models.join(format!("{model}.onnx")), &options)
-        .expect("the model imports")
-        .graph;
-    let generation = generation_step(&mut reference, max_context).expect("a generation step");
+    let (reference, generation) = reference_generation_step(models, model, max_context);
     let mut approximated = reference.clone();
     approximated
         .encrypt_from(embedding_output(model))

@@ -9,12 +9,12 @@
 use cachemir_compiler::lower::weights::weight_values;
 use cachemir_compiler::reference::models_dir;
 use cachemir_ir::plan::TensorRef;
-use cachemir_ir::{Graph, InputRole, Interpreter, Precision, Tensor};
-use cachemir_tests::generation::{GenerationStep, Transcript, compile_generation_step};
+use cachemir_tests::generation::{
+    GenerationStep, Transcript, compile_generation_step, empty_states, reference_step,
+};
 use cachemir_tests::{SLOTS, lower_model_at};
 use cachemir_vm::generation::argmax;
 use cachemir_vm::{Generator, SimBackend};
-use ndarray::{ArrayD, IxDyn};
 use std::collections::HashMap;
 
 const MAX_CONTEXT: usize = 40;
@@ -23,37 +23,6 @@ const LOGITS_BOUND: f64 = 0.05;
 /// Calibration samples recorded per model that the plans are calibrated on (before the
 /// generation rollouts).
 const SAMPLES: usize = 8;
-
-/// Runs the reference step (f64) and returns `(logits, next states by input name)`.
-fn reference_step(
-    graph: &Graph,
-    generation: &cachemir_ir::plan::Generation,
-    step: usize,
-    token: i64,
-    states: &HashMap<String, Tensor>,
-) -> (Vec<f64>, HashMap<String, Tensor>) {
-    let mut inputs: HashMap<String, Tensor> = generation
-        .step_inputs(step, token)
-        .unwrap()
-        .into_iter()
-        .collect();
-    inputs.extend(states.clone());
-    let outputs = Interpreter::new(graph, Precision::F64)
-        .run(&inputs)
-        .unwrap();
-    let mut next = HashMap::new();
-    for input in graph.inputs() {
-        if let InputRole::State { output } = &input.role {
-            next.insert(graph.input_name(input).to_string(), outputs[output].clone());
-        }
-    }
-    let logits = outputs[&generation.logits_output]
-        .to_f64()
-        .iter()
-        .copied()
-        .collect();
-    (logits, next)
-}
 
 fn generate_teacher_forced(model: &str) {
     let Some(dir) = models_dir() else { return };
@@ -73,16 +42,7 @@ fn generate_teacher_forced(model: &str) {
         .collect();
     let backend = SimBackend::for_plan(&plan);
     let mut generator = Generator::new(&backend, &plan, weights).unwrap();
-    let mut states: HashMap<String, Tensor> = reference
-        .inputs()
-        .iter()
-        .filter(|i| matches!(i.role, InputRole::State { .. }))
-        .map(|i| {
-            let shape = reference.input_type(i).shape.clone();
-            let zeros = ArrayD::<f32>::zeros(IxDyn(&shape));
-            (reference.input_name(i).to_string(), Tensor::F32(zeros))
-        })
-        .collect();
+    let mut states = empty_states(&reference);
 
     let feed: Vec<i64> = transcript
         .prompt_ids
