@@ -162,12 +162,11 @@ pub fn cosine(a: &[f64], r: &[f64]) -> f64 {
         * r.iter().map(|x| x * x).sum::<f64>().sqrt())
 }
 
-/// The cosine between a MiniLM run's `sentence_embedding` and the case's reference, printed and
-/// asserted ≥ 0.999.
+/// The cosine between a MiniLM run's `sentence_embedding` and the case's reference.
 ///
 /// # Panics
-/// When the bound fails (test helper).
-pub fn check_sentence_embedding(label: &str, case: &Case, outputs: &HashMap<String, Vec<f64>>) {
+/// When the case has no sentence embedding or its file is unreadable (test helper).
+pub fn sentence_embedding_cosine(case: &Case, outputs: &HashMap<String, Vec<f64>>) -> f64 {
     let (_, path) = case
         .expected
         .iter()
@@ -179,7 +178,15 @@ pub fn check_sentence_embedding(label: &str, case: &Case, outputs: &HashMap<Stri
         .iter()
         .copied()
         .collect();
-    let c = cosine(&outputs["sentence_embedding"], &reference);
+    cosine(&outputs["sentence_embedding"], &reference)
+}
+
+/// [`sentence_embedding_cosine`], printed and asserted ≥ 0.999.
+///
+/// # Panics
+/// When the bound fails (test helper).
+pub fn check_sentence_embedding(label: &str, case: &Case, outputs: &HashMap<String, Vec<f64>>) {
+    let c = sentence_embedding_cosine(case, outputs);
     eprintln!("{label}: sentence-embedding cosine {c:.6}");
     assert!(c >= 0.999, "{label}: cosine {c}");
 }
