@@ -506,33 +506,23 @@ fn append_counts(d: &Decode, t: usize) -> (usize, usize, usize) {
     (groups - 1, groups, groups - 1 + shares)
 }
 
-/// Self-attention over `tokens` tokens (no GQA): keys (values) converted once, then one query
-/// row at a time in the decode layout (`select::decode_product`'s documentation).
+/// The counts of self-attention over `tokens` tokens (no GQA) in `select::sequence_product`'s
+/// layout that do not depend on the general conversions (`kernels/convert.rs`): with `n_c`
+/// ciphertexts per stack of `[tokens, heads·hd]`, `m = tokens` copies, `m·n_c` ciphertext
+/// multiplications; `qKᵀ` then sums over `d` in each copy (`2·δ(hd)` rotations and one mask per
+/// ciphertext) before packing the scores into `n_c` ciphertexts; `softmax·V` adds the copies
+/// (`(m − 1)·n_c` additions). Returns (ciphertext multiplications, least rotations, least masks).
 fn self_attention_counts(
     head_dim: usize,
     tokens: usize,
     token_inner: bool,
-    slots: usize,
-    period: usize,
-) -> Counts {
-    let (s, t) = (tokens, slots / period);
-    let c = s.div_ceil(t);
-    // Key row j is in place in replica j mod t of ciphertext ⌊j/t⌋: one mask each.
-    let conversion_additions = s - c;
-    let (rotations, masks, additions) = if token_inner {
-        let w = doubling(t.min(s));
-        (2 * s * w, s, s * (c - 1 + 2 * w))
+    stack_ciphertexts: usize,
+) -> (usize, usize, usize) {
+    let products = tokens * stack_ciphertexts;
+    if token_inner {
+        (products, 0, 0)
     } else {
-        let w = doubling(head_dim);
-        (2 * s * c * w, s * c, 2 * s * c * w)
-    };
-    Counts {
-        rotations,
-        hoisted_groups: 0,
-        plaintext_multiplications: s + masks,
-        ciphertext_multiplications: s * c,
-        scalar_multiplications: 0,
-        additions: conversion_additions + additions,
+        (products, 2 * products * doubling(head_dim), products)
     }
 }
 
@@ -772,9 +762,11 @@ fn check_self_attention(heads: usize, head_dim: usize, tokens: usize, slots: usi
     lowered
 }
 
-/// Self-attention in the decode layout, one query row at a time, within one ciphertext per row
-/// and across several (`tokens > t`), with a token count that is not a power of two: the counts
-/// equal the formulas.
+/// Self-attention with all query rows at once (`select::sequence_product`), the stack in one
+/// ciphertext or several (`tokens·p > slots`), with a token count that is not a power of two:
+/// exact on `sim`, the ciphertext multiplications (one per copy and stack ciphertext, not one
+/// per query row) and the sums as the formulas say, and when the stack fills its period in one
+/// ciphertext the keys of each copy one whole rotation (`m − 1`), the packing at most `m` more.
 #[test]
 fn self_attention_counts_match_the_formulas() {
     for (heads, head_dim, tokens, slots) in [
@@ -785,12 +777,34 @@ fn self_attention_counts_match_the_formulas() {
     ] {
         let lowered = check_self_attention(heads, head_dim, tokens, slots);
         let period = lowered.period;
-        for (kind, token_inner) in [("attention qKᵀ", false), ("attention softmax·V", true)] {
+        let what =
+            format!("{heads}×{head_dim} over {tokens} tokens at {slots} slots (period {period})");
+        let stack =
+            cachemir_compiler::lower::select::Stack::new(tokens, heads * head_dim, slots, period);
+        let n_c = stack.ciphertexts();
+        for (kind, token_inner) in [
+            ("self-attention qKᵀ", false),
+            ("self-attention softmax·V", true),
+        ] {
+            let counts = measured(&lowered, kind);
+            let (products, rotations, masks) =
+                self_attention_counts(head_dim, tokens, token_inner, n_c);
             assert_eq!(
-                measured(&lowered, kind),
-                self_attention_counts(head_dim, tokens, token_inner, slots, period),
-                "{heads}×{head_dim} over {tokens} tokens at {slots} slots (period {period}): {kind}"
+                counts.ciphertext_multiplications, products,
+                "{what}: {kind}"
             );
+            assert!(counts.rotations >= rotations, "{what}: {kind}: {counts:?}");
+            assert!(
+                counts.plaintext_multiplications >= masks,
+                "{what}: {kind}: {counts:?}"
+            );
+        }
+        if stack.period == tokens * period && n_c == 1 {
+            // The copies' keys: one rotation each (δ·p·t slots), no mask; the scores' sum
+            // and packing: 2·m·δ(hd) rotations, at least 2·m masks.
+            let qk = measured(&lowered, "self-attention qKᵀ");
+            let sums = 2 * tokens * doubling(head_dim);
+            assert!(qk.rotations <= tokens - 1 + sums + tokens, "{what}: {qk:?}");
         }
     }
 }

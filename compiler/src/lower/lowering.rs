@@ -3,7 +3,7 @@
 //! public program (public values the encrypted part reads) are cut out of the graph as Tensor IR;
 //! constants become weights read by reference.
 
-use super::select::{choose_period, kv_cache, rows_interleaved};
+use super::select::{choose_period, kv_cache, stacked_rows};
 use super::value::Value;
 use super::{Builder, Counts, Interface};
 use cachemir_ir::plan::{Ciphertexts, Plan, State, TensorRef};
@@ -134,7 +134,7 @@ pub fn lower(graph: &Graph, options: &LowerOptions) -> Result<Lowered, LowerErro
             let shape = n.outputs[0].shape.clone();
             let layout = match state_groups.get(&node) {
                 Some(&(group, _)) => kv_cache(&shape, options.slots, period, group),
-                None => rows_interleaved(&shape, options.slots, period),
+                None => stacked_rows(&shape, options.slots, period),
             };
             let index = inputs.len() as u32;
             let registers = (0..layout.ciphertexts())
@@ -357,7 +357,7 @@ impl Lowering<'_> {
     /// A value as ciphertexts (rows in interleaved packing when it must be converted).
     pub fn materialize(&mut self, value: &Value) -> super::Cipher {
         let (slots, period) = (self.b.slots, self.period);
-        value.materialize(&mut self.b, &|shape| rows_interleaved(shape, slots, period))
+        value.materialize(&mut self.b, &|shape| stacked_rows(shape, slots, period))
     }
 
     /// The tensor a plaintext reads for public operand `v`: a weight (constants) or a public

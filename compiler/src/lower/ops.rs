@@ -4,10 +4,14 @@
 
 use super::Cipher;
 use super::kernels::matvec::{self, Matrix};
+use super::kernels::stacked;
 use super::kernels::{polynomial, reduce::reduce};
 use super::lowering::{KernelRecord, LowerError, Lowering, WeightSource};
 use super::movement::{Broadcast, element_map, is_movement};
-use super::select::{decode_product, general_product, rows_interleaved};
+use super::select::{
+    Stack, decode_product, general_product, packed_scores, rows_interleaved, sequence_output,
+    sequence_product, stacked_rows,
+};
 use super::value::Value;
 use cachemir_ir::layout::{EMPTY, Layout, runs_of};
 use cachemir_ir::plan::{Plaintext, Register, TensorRef};
@@ -447,39 +451,56 @@ impl Lowering<'_> {
         let a_value = self.value(a);
         let a_shape = a_value.shape().to_vec();
         let slots = self.b.slots;
-        let x = a_value.gather_into(
-            &mut self.b,
-            &rows_interleaved(&a_shape, slots, self.period),
-            None,
-        );
         let row_count: usize = a_shape[..a_shape.len() - 1].iter().product();
-        let chunks_in = rows.div_ceil(self.period);
-        let before = self.b.counts;
         let matrix = Matrix {
             tensor,
             rows,
             columns,
         };
-        let mut registers = Vec::new();
-        for row in 0..row_count {
+        // Kernel records count the kernel, not the conversion of its input.
+        let mut y = if row_count > 1 {
+            // All rows at once: the stack's long vector times diag(W, …, W).
+            let x = a_value.gather_into(
+                &mut self.b,
+                &stacked_rows(&a_shape, slots, self.period),
+                None,
+            );
+            let before = self.b.counts;
+            let y = stacked::stacked(&mut self.b, &x, &matrix, self.period, &out_shape);
+            self.kernels.push(KernelRecord {
+                site: n.output_names[0].clone(),
+                kernel: format!(
+                    "stacked(period {}, long period {}) {rows}×{columns} × {row_count} rows",
+                    self.period,
+                    Stack::of_shape(&a_shape, slots, self.period).period
+                ),
+                counts: self.b.counts - before,
+            });
+            y
+        } else {
+            let x = a_value.gather_into(
+                &mut self.b,
+                &rows_interleaved(&a_shape, slots, self.period),
+                None,
+            );
+            let before = self.b.counts;
             let input = Cipher {
-                registers: x.registers[row * chunks_in..(row + 1) * chunks_in].to_vec(),
+                registers: x.registers.clone(),
                 layout: Arc::new(Layout::interleaved(&[rows], slots, self.period)),
             };
             let y = matvec::interleaved(&mut self.b, &input, &matrix, &[], &[columns]);
-            registers.extend(y.registers);
-        }
-        self.kernels.push(KernelRecord {
-            site: n.output_names[0].clone(),
-            kernel: format!(
-                "interleaved(period {}) {rows}×{columns} × {row_count} rows",
-                self.period
-            ),
-            counts: self.b.counts - before,
-        });
-        let mut y = Cipher {
-            registers,
-            layout: Arc::new(rows_interleaved(&out_shape, slots, self.period)),
+            self.kernels.push(KernelRecord {
+                site: n.output_names[0].clone(),
+                kernel: format!(
+                    "interleaved(period {}) {rows}×{columns} × {row_count} rows",
+                    self.period
+                ),
+                counts: self.b.counts - before,
+            });
+            Cipher {
+                registers: y.registers,
+                layout: Arc::new(rows_interleaved(&out_shape, slots, self.period)),
+            }
         };
         if let Some(&bias) = operands.get(2) {
             let bias_shape = self.shape(bias);
@@ -507,7 +528,9 @@ impl Lowering<'_> {
 
     /// Ciphertext × ciphertext matrix product: both operands broadcast into a product layout over
     /// `[batch, m, n, k]`, multiplied, and summed over `k`. Decode attention uses Cachemir's layout
-    /// ([`decode_product`]), everything else a row-major one ([`general_product`]).
+    /// ([`decode_product`]), self-attention over `m > 1` tokens the copies of the stacked rows
+    /// ([`sequence_product`]; scores packed by [`packed_scores`]), everything else a row-major
+    /// one ([`general_product`]).
     fn product(&mut self, node: NodeIndex) -> Result<(), LowerError> {
         let n = self.graph.node(node);
         let operands = self.graph.operands(node);
@@ -530,7 +553,97 @@ impl Lowering<'_> {
         let token_inner = self.attention_role(node, m, k, nn);
         let fits = |inner: bool| batch * if inner { nn } else { k } <= self.period;
         let before = self.b.counts;
-        let (summed, kernel) = match token_inner.filter(|&inner| fits(inner)) {
+        let (summed, kernel) = match token_inner.filter(|&inner| m > 1 || fits(inner)) {
+            Some(inner) if m > 1 => {
+                // Self-attention over the sequence: every query row at once (see
+                // `select::sequence_product`).
+                let head_dim = if inner { nn } else { k };
+                let layout = sequence_product(batch, m, head_dim, inner, slots, self.period);
+                let product_shape = layout.shape.clone();
+                let (a_view, b_view) = if inner {
+                    // Elements (h, i, d, j): probabilities (h, i, j), values (h, j, d).
+                    let split = |e: usize| {
+                        (
+                            e / (m * head_dim * m),
+                            (e / (head_dim * m)) % m,
+                            (e / m) % head_dim,
+                            e % m,
+                        )
+                    };
+                    (
+                        Value::rearrange(&[&va], &product_shape, |e| {
+                            let (h, i, _, j) = split(e);
+                            (0, a_index(h, i, j))
+                        }),
+                        Value::rearrange(&[&vb], &product_shape, |e| {
+                            let (h, _, d, j) = split(e);
+                            (0, b_index(h, j, d))
+                        }),
+                    )
+                } else {
+                    // Elements (h, i, j, d): queries (h, i, d), keys (h, d, j).
+                    let split = |e: usize| {
+                        (
+                            e / (m * m * head_dim),
+                            (e / (m * head_dim)) % m,
+                            (e / head_dim) % m,
+                            e % head_dim,
+                        )
+                    };
+                    (
+                        Value::rearrange(&[&va], &product_shape, |e| {
+                            let (h, i, _, d) = split(e);
+                            (0, a_index(h, i, d))
+                        }),
+                        Value::rearrange(&[&vb], &product_shape, |e| {
+                            let (h, _, j, d) = split(e);
+                            (0, b_index(h, d, j))
+                        }),
+                    )
+                };
+                let b_cipher = b_view.gather_into(&mut self.b, &layout, None);
+                let a_cipher = a_view.gather_for_product(&mut self.b, &layout);
+                let products: Vec<Register> = a_cipher
+                    .registers
+                    .iter()
+                    .zip(&b_cipher.registers)
+                    .map(|(&x, &y)| self.b.multiply(x, y))
+                    .collect();
+                let per_copy = products.len() / m;
+                if inner {
+                    // Σ_j: the copies, slot by slot.
+                    let mut sums = products[..per_copy].to_vec();
+                    for copy in products.chunks(per_copy).skip(1) {
+                        for (sum, &term) in sums.iter_mut().zip(copy) {
+                            *sum = self.b.add(*sum, term);
+                        }
+                    }
+                    let layout =
+                        sequence_output(&out_shape, batch, m, head_dim, slots, self.period);
+                    (
+                        Cipher {
+                            registers: sums,
+                            layout: Arc::new(layout),
+                        },
+                        "self-attention softmax·V",
+                    )
+                } else {
+                    let product = Cipher {
+                        registers: products,
+                        layout: Arc::new(layout),
+                    };
+                    let summed = Value::Cipher(reduce(&mut self.b, &product, 4, 1.0));
+                    let view = Value::rearrange(&[&summed], &out_shape, |e| (0, e));
+                    let scores = if m <= head_dim {
+                        let packed =
+                            packed_scores(&out_shape, batch, m, head_dim, slots, self.period);
+                        view.gather_into(&mut self.b, &packed, None)
+                    } else {
+                        self.materialize(&view)
+                    };
+                    (scores, "self-attention qKᵀ")
+                }
+            }
             Some(inner) => {
                 // One attention row at a time against keys (values) converted once.
                 let layout = decode_product(batch, nn, k, inner, slots, self.period);

@@ -1,6 +1,7 @@
 //! Layout selection: the interleaved period of the residual stream, chosen by the cost of every
-//! matrix–vector product; the packing of activations (rows in interleaved replicated packing);
-//! the KV-cache layout; and the product layouts of ciphertext–ciphertext matrix products.
+//! matrix–vector product; the packing of activations (one row in interleaved replicated packing,
+//! several rows stacked: [`stacked_rows`]); the KV-cache layout; and the product layouts of
+//! ciphertext–ciphertext matrix products (decode attention, self-attention over a sequence).
 //!
 //! Decode attention follows Cachemir (arXiv 2602.11470, §4.2): with the query `q` in interleaved
 //! packing (period `D`, `t = slots / D` replicas), slot `i·t + r` holds `q[(i + r) mod D]`, so the
@@ -14,7 +15,7 @@
 use cachemir_ir::layout::{EMPTY, Layout, Packing};
 use cachemir_ir::{Graph, InputRole, Op, Secrecy};
 
-use super::kernels::matvec;
+use super::kernels::stacked;
 
 /// Interleaved replicated packing of every row (all axes but the last) on its own
 /// `⌈last / period⌉` ciphertexts.
@@ -30,6 +31,200 @@ pub fn rows_interleaved(shape: &[usize], slots: usize, period: usize) -> Layout 
         layout.packing = Packing::Interleaved { period };
     }
     layout
+}
+
+/// Stacked rows: an activation of `rows` rows (all axes but the last) of `width` entries, each
+/// row cut into `C = ⌈width / p⌉` chunks of the row period `p`, chunk `c` of every row laid
+/// end to end as one long vector (row `ρ` at offset `ρ·p` of its chunk's group), the groups one
+/// after the other, in interleaved replicated packing with the long period
+/// `P = min(slots, next power of two ≥ rows·p)` (`t = slots / P` replicas). A group takes
+/// `G = ⌈rows·p / P⌉` ciphertexts ("parts"), `C·G` in all; a row's chunk never straddles two
+/// (`p` divides `P`). With one row this is exactly [`rows_interleaved`] (`P = p`, `G = 1`).
+///
+/// Interleaving the rows of a chunk (rather than a row's chunks) keeps input and output rows at
+/// the same offsets whatever the widths of a matrix product, so its block-diagonal matrix has
+/// its nonzero generalised diagonals near diagonal 0 only (kernels/stacked.rs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stack {
+    pub rows: usize,
+    pub width: usize,
+    /// `p`: the interleaved period of one row.
+    pub row_period: usize,
+    /// `P`: the interleaved period of the stack.
+    pub period: usize,
+    /// `C = ⌈width / p⌉`.
+    pub chunks: usize,
+    /// `G = ⌈rows·p / P⌉`: ciphertexts per chunk.
+    pub parts: usize,
+}
+
+impl Stack {
+    /// The stack of `rows × width` at `slots` slots and row period `row_period` (a power of two
+    /// up to `slots`).
+    pub fn new(rows: usize, width: usize, slots: usize, row_period: usize) -> Self {
+        assert!(row_period.is_power_of_two() && row_period <= slots);
+        let rows = rows.max(1);
+        let period = (rows * row_period).next_power_of_two().min(slots);
+        Self {
+            rows,
+            width,
+            row_period,
+            period,
+            chunks: width.div_ceil(row_period).max(1),
+            parts: (rows * row_period).div_ceil(period),
+        }
+    }
+
+    /// The stack of a tensor of `shape` (rows: all axes but the last).
+    pub fn of_shape(shape: &[usize], slots: usize, row_period: usize) -> Self {
+        let width = *shape.last().unwrap_or(&1);
+        let rows = shape[..shape.len().saturating_sub(1)].iter().product();
+        Self::new(rows, width, slots, row_period)
+    }
+
+    /// Ciphertexts: `C·G`.
+    pub fn ciphertexts(&self) -> usize {
+        self.chunks * self.parts
+    }
+
+    /// Rows per part: `P / p`.
+    pub fn rows_per_part(&self) -> usize {
+        self.period / self.row_period
+    }
+
+    /// The (row, column) held by virtual entry `v` of the long vector, if any.
+    pub fn entry(&self, v: usize) -> Option<(usize, usize)> {
+        let (ciphertext, within) = (v / self.period, v % self.period);
+        let (chunk, part) = (ciphertext / self.parts, ciphertext % self.parts);
+        let row = part * self.rows_per_part() + within / self.row_period;
+        let column = chunk * self.row_period + within % self.row_period;
+        (row < self.rows && column < self.width).then_some((row, column))
+    }
+
+    /// The virtual entry of (row, column).
+    pub fn position(&self, row: usize, column: usize) -> usize {
+        let (chunk, j) = (column / self.row_period, column % self.row_period);
+        let (part, local) = (row / self.rows_per_part(), row % self.rows_per_part());
+        (chunk * self.parts + part) * self.period + local * self.row_period + j
+    }
+
+    /// The layout of a tensor of `shape` whose virtual entry `v` holds `element(row, column)`.
+    fn layout(
+        &self,
+        shape: &[usize],
+        slots: usize,
+        ciphertexts: usize,
+        element: impl Fn(usize, usize, usize) -> Option<usize>,
+    ) -> Layout {
+        let per_copy = self.ciphertexts() * self.period;
+        Layout::interleaved_relabelled(shape, slots, self.period, ciphertexts, |v| {
+            let (row, column) = self.entry(v % per_copy)?;
+            element(v / per_copy, row, column)
+        })
+    }
+}
+
+/// The [`Stack`] layout of an activation of `shape`: element `(ρ, col)` (row-major over the
+/// rows) at virtual entry [`Stack::position`]; [`rows_interleaved`] for a single row.
+pub fn stacked_rows(shape: &[usize], slots: usize, period: usize) -> Layout {
+    let stack = Stack::of_shape(shape, slots, period);
+    if stack.rows == 1 {
+        return rows_interleaved(shape, slots, period);
+    }
+    stack.layout(shape, slots, stack.ciphertexts(), |_, row, column| {
+        Some(row * stack.width + column)
+    })
+}
+
+/// The product layout of self-attention over `m` tokens (`heads` heads of `head_dim`) for
+/// queries, keys and values in [`stacked_rows`] of `[m, heads·head_dim]`: `m` copies of that
+/// stack ("diagonals" `δ`), copy `δ` holding at the place of `(i, h·hd + d)` the product term of
+/// query row `i` with key (value) row `j = (i + δ) mod m`. Shape `[1, heads, m, m, hd]`
+/// (`qKᵀ`, elements `(h, i, j, d)`) or `[1, heads, m, hd, m]` (`softmax·V`, `token_inner`,
+/// elements `(h, i, d, j)`).
+///
+/// # Counts
+///
+/// With `P = m·p` (the stack fills its period) the queries are already in place in every copy,
+/// and the keys (values) of copy `δ` are one whole rotation of theirs by `δ·p·t` slots: `m − 1`
+/// rotations, no mask; `m` ciphertext multiplications per stack ciphertext. `qKᵀ` then sums over
+/// `d` within each copy (kernels/reduce.rs: `2·δ(hd)` rotations and a mask per ciphertext,
+/// `δ(n) = ⌊log2 n⌋ + popcount(n) − 1`) and [`packed_scores`] gathers the scores of all copies
+/// into one stack by masks only (the score of `(i, j)` is in copy `(j − i) mod m` at every `d`,
+/// so also at `d = j`); `softmax·V` adds the copies (`m − 1` additions per stack ciphertext) and
+/// leaves the output in the stack of `[m, heads·hd]`, where the output projection reads it.
+/// Replicating the probabilities over `d` in each copy is a general conversion (at most
+/// `hd + m − 1` distinct rotation steps of the packed scores, one mask per copy and step).
+/// Per-row attention ([`decode_product`] one query row at a time) needs `m` score ciphertexts
+/// per stack ciphertext instead of one.
+pub fn sequence_product(
+    heads: usize,
+    m: usize,
+    head_dim: usize,
+    token_inner: bool,
+    slots: usize,
+    period: usize,
+) -> Layout {
+    let stack = Stack::new(m, heads * head_dim, slots, period);
+    let shape = if token_inner {
+        [1, heads, m, head_dim, m]
+    } else {
+        [1, heads, m, m, head_dim]
+    };
+    stack.layout(
+        &shape,
+        slots,
+        m * stack.ciphertexts(),
+        |delta, i, column| {
+            let (h, d) = (column / head_dim, column % head_dim);
+            let j = (i + delta) % m;
+            Some(if token_inner {
+                ((h * m + i) * head_dim + d) * m + j
+            } else {
+                ((h * m + i) * m + j) * head_dim + d
+            })
+        },
+    )
+}
+
+/// Scores `[.., heads, m, m]` of self-attention packed into the stack of `[m, heads·head_dim]`
+/// (`m ≤ head_dim`): score `(h, i, j)` at the place of `(i, h·head_dim + j)`, so a softmax's sum
+/// over `j` is a strided sum within each head's block.
+pub fn packed_scores(
+    shape: &[usize],
+    heads: usize,
+    m: usize,
+    head_dim: usize,
+    slots: usize,
+    period: usize,
+) -> Layout {
+    assert!(
+        m <= head_dim,
+        "{m} scores per row do not fit a head of {head_dim}"
+    );
+    let stack = Stack::new(m, heads * head_dim, slots, period);
+    stack.layout(shape, slots, stack.ciphertexts(), |_, i, column| {
+        let (h, j) = (column / head_dim, column % head_dim);
+        (j < m).then_some((h * m + i) * m + j)
+    })
+}
+
+/// The output `[.., heads, m, head_dim]` of `softmax·V` in [`sequence_product`] summed over its
+/// copies: element `(h, i, d)` at the place of `(i, h·head_dim + d)` in the stack of
+/// `[m, heads·head_dim]`.
+pub fn sequence_output(
+    shape: &[usize],
+    heads: usize,
+    m: usize,
+    head_dim: usize,
+    slots: usize,
+    period: usize,
+) -> Layout {
+    let stack = Stack::new(m, heads * head_dim, slots, period);
+    stack.layout(shape, slots, stack.ciphertexts(), |_, i, column| {
+        let (h, d) = (column / head_dim, column % head_dim);
+        Some((h * m + i) * head_dim + d)
+    })
 }
 
 /// The slot of `Φ(h, j, d)` (see the module documentation) as (ciphertext, slot).
@@ -98,11 +293,7 @@ pub fn kv_cache(shape: &[usize], slots: usize, period: usize, group: usize) -> L
 /// [`kv_cache`] state (the output's conversion, the cache itself stays in place) costs `kv`
 /// masks and `kv − 1` rotations with GQA (shifts `g·(G − 1)·hd`), one mask without, whatever `P`.
 ///
-/// Self-attention over `S` tokens runs one query row at a time against keys (values) converted
-/// once: key row `j` is already in place in replica `j mod t` of ciphertext `⌊j/t⌋` (no GQA), so
-/// the conversion is `S` masks and `S − C` additions, then per row the multiplication and sum
-/// above with `C = ⌈S/t⌉`: `qKᵀ` `2·S·C·δ(hd)` rotations and `S + S·C` ct-pt multiplications,
-/// `softmax·V` `2·S·δ(min(t, S))` rotations and `2·S` ct-pt multiplications, `S·C` ct-ct each.
+/// Self-attention over `S > 1` tokens uses [`sequence_product`] instead (all query rows at once).
 ///
 /// `tests/tests/attention_kernels.rs` checks these against the lowered kernels.
 pub fn decode_product(
@@ -155,7 +346,7 @@ pub fn general_product(shape: &[usize], slots: usize) -> Layout {
 }
 
 /// The interleaved period minimising the summed cost of the graph's encrypted matrix–vector
-/// products (IRP kernel, analytical counts): candidates are the powers of two from 16 to
+/// products (IRP kernel for one row, stacked rows for several; analytical counts): candidates are the powers of two from 16 to
 /// `slots`, at least the widest query of a decode attention (which must fit one chunk) and at
 /// most the widest last-axis reduction (so norms sum whole chunks).
 pub fn choose_period(graph: &Graph, slots: usize) -> usize {
@@ -235,8 +426,7 @@ pub fn choose_period(graph: &Graph, slots: usize) -> usize {
         let cost: f64 = products
             .iter()
             .map(|&(row_count, rows, columns)| {
-                row_count as f64
-                    * matvec::cost(&matvec::interleaved_counts(rows, columns, slots, period))
+                stacked::rows_cost(row_count, rows, columns, slots, period)
             })
             .sum();
         if cost < best.0 {

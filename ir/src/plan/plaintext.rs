@@ -64,6 +64,30 @@ pub enum Plaintext {
         diagonal: u32,
         rotation: u32,
     },
+    /// Generalised diagonal `diagonal` of the stacked-row kernel: `row_count` activation rows,
+    /// each cut into chunks of `row_period` entries (`p`), chunk `c` of row `ρ` at offset
+    /// `c·G·period + ρ·p` of one long vector in interleaved replicated packing with period
+    /// `period` (`P`, `t = slots / P` replicas, `G = ⌈row_count·p / P⌉` ciphertexts per chunk), times
+    /// `weight` (`rows × columns`, row-major) row by row, i.e. the interleaved product with the
+    /// block-diagonal matrix `diag(W, …, W)`. Input chunk `input_chunk` of the weight rows →
+    /// output chunk `output_chunk` of its columns, on part `part` (rows `part·P/p …`) of the
+    /// stack, pre-rotated right by `rotation` slots: slot `i·t + r` with `o = r + diagonal·t < P`
+    /// and `x = (i + o) mod P` in the same row block as `i` (`⌊x/p⌋ = ⌊i/p⌋`, row
+    /// `ρ = part·P/p + ⌊i/p⌋ < row_count`) holds `weight[input_chunk·p + x mod p][output_chunk·p +
+    /// i mod p]` (zero outside the matrix). Cachemir §4.1 applied to a block-diagonal matrix.
+    StackedDiagonal {
+        weight: TensorRef,
+        rows: u32,
+        columns: u32,
+        row_count: u32,
+        row_period: u32,
+        period: u32,
+        input_chunk: u32,
+        output_chunk: u32,
+        part: u32,
+        diagonal: u32,
+        rotation: u32,
+    },
 }
 
 impl Plaintext {
@@ -72,9 +96,9 @@ impl Plaintext {
         match self {
             Plaintext::Gather { tensor, .. } => Some(tensor),
             Plaintext::Fill { .. } => None,
-            Plaintext::InterleavedDiagonal { weight, .. } | Plaintext::Diagonal { weight, .. } => {
-                Some(weight)
-            }
+            Plaintext::InterleavedDiagonal { weight, .. }
+            | Plaintext::Diagonal { weight, .. }
+            | Plaintext::StackedDiagonal { weight, .. } => Some(weight),
         }
     }
 
@@ -169,6 +193,51 @@ impl Plaintext {
                     }
                 }
             }
+            &Plaintext::StackedDiagonal {
+                rows,
+                columns,
+                row_count,
+                row_period,
+                period,
+                input_chunk,
+                output_chunk,
+                part,
+                diagonal,
+                rotation,
+                ..
+            } => {
+                let (rows, columns, period) = (rows as usize, columns as usize, period as usize);
+                let (row_count, row_period) = (row_count as usize, row_period as usize);
+                check_period("stacked diagonal", period, slots)?;
+                if row_period == 0 || !period.is_multiple_of(row_period) {
+                    return Err(PlanError::Invalid(format!(
+                        "stacked diagonal row period {row_period} does not divide its period {period}"
+                    )));
+                }
+                let t = slots / period;
+                let offset = diagonal as usize * t;
+                let first_row = part as usize * (period / row_period);
+                let (row_base, column_base) = (
+                    input_chunk as usize * row_period,
+                    output_chunk as usize * row_period,
+                );
+                for (s, slot) in out.iter_mut().enumerate() {
+                    let source = (s + slots - rotation as usize % slots) % slots;
+                    let (i, r) = (source / t, source % t);
+                    if r + offset >= period {
+                        continue;
+                    }
+                    let x = (i + r + offset) % period;
+                    let block = i / row_period;
+                    if x / row_period != block || first_row + block >= row_count {
+                        continue;
+                    }
+                    let (row, column) = (row_base + x % row_period, column_base + i % row_period);
+                    if row < rows && column < columns {
+                        *slot = element(row * columns + column)?;
+                    }
+                }
+            }
         }
         Ok(out)
     }
@@ -182,4 +251,83 @@ fn check_period(kind: &str, period: usize, slots: usize) -> Result<(), PlanError
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn weight() -> (TensorRef, Vec<f64>) {
+        let values = (0..12 * 10).map(|v| v as f64 * 0.5 - 7.0).collect();
+        (TensorRef::Weight("w".into()), values)
+    }
+
+    /// One row stacked over its own period is the interleaved kernel's diagonal.
+    #[test]
+    fn one_stacked_row_is_the_interleaved_diagonal() {
+        let (weight, values) = weight();
+        for (diagonal, rotation) in [(0, 0), (1, 4), (3, 12)] {
+            let stacked = Plaintext::StackedDiagonal {
+                weight: weight.clone(),
+                rows: 12,
+                columns: 10,
+                row_count: 1,
+                row_period: 16,
+                period: 16,
+                input_chunk: 0,
+                output_chunk: 0,
+                part: 0,
+                diagonal,
+                rotation,
+            };
+            let interleaved = Plaintext::InterleavedDiagonal {
+                weight: weight.clone(),
+                rows: 12,
+                columns: 10,
+                column_map: Vec::new(),
+                period: 16,
+                input_chunk: 0,
+                output_chunk: 0,
+                diagonal,
+                rotation,
+            };
+            assert_eq!(
+                stacked.slots(64, &values).unwrap(),
+                interleaved.slots(64, &values).unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn stacked_diagonal_periods_are_checked() {
+        let (weight, values) = weight();
+        let with = |row_period: u32, period: u32| Plaintext::StackedDiagonal {
+            weight: weight.clone(),
+            rows: 12,
+            columns: 10,
+            row_count: 2,
+            row_period,
+            period,
+            input_chunk: 0,
+            output_chunk: 0,
+            part: 0,
+            diagonal: 0,
+            rotation: 0,
+        };
+        assert!(with(16, 32).slots(64, &values).is_ok());
+        assert!(with(0, 32).slots(64, &values).is_err());
+        assert!(with(64, 32).slots(64, &values).is_err());
+        assert!(with(16, 48).slots(64, &values).is_err());
+        // Off the block diagonal (second row reading the first row's block) stays zero.
+        let slots = with(16, 32).slots(64, &values).unwrap();
+        let t = 2;
+        for i in 0..32 {
+            for r in 0..t {
+                let x = (i + r) % 32;
+                if x / 16 != i / 16 {
+                    assert_eq!(slots[i * t + r], 0.0, "slot ({i}, {r})");
+                }
+            }
+        }
+    }
 }

@@ -274,20 +274,41 @@ pub fn interleaved(
                 rotation: rotation as u32,
             }
         });
-    let mut registers = Vec::with_capacity(outputs);
+    let registers = fold_and_replicate(builder, sums, &geometry.valid, t, x.registers[0]);
+    let layout = Layout::interleaved_relabelled(output_shape, slots, period, outputs, column);
+    Cipher {
+        registers,
+        layout: Arc::new(layout),
+    }
+}
+
+/// The end of an interleaved kernel with period `p` and `t` replicas, per output chunk `co`
+/// (`sums[co]`, or `None` where no product lands: a clean zero made from `zero_source`): the fold
+/// `acc += rot(acc, 2^k)`, `k < log2 min(t, p)`, a mask keeping slots `i·t` of the entries in
+/// `valid[co]`, and the replication `acc += rot(acc, 2^k·(t − 1))`, `k < log2 t` (see
+/// [`interleaved`]). Counts: [`tail_counts`].
+pub(super) fn fold_and_replicate(
+    builder: &mut Builder,
+    sums: Vec<Option<Register>>,
+    valid: &[Vec<(usize, usize)>],
+    t: usize,
+    zero_source: Register,
+) -> Vec<Register> {
+    let period = builder.slots / t;
+    let mut registers = Vec::with_capacity(sums.len());
     for (co, sum) in sums.into_iter().enumerate() {
         let Some(mut acc) = sum else {
             // No entry of this chunk exists (the column map leaves it empty): a clean zero.
-            registers.push(builder.sub(x.registers[0], x.registers[0]));
+            registers.push(builder.sub(zero_source, zero_source));
             continue;
         };
-        for k in 0..geometry.fold_steps() {
+        for k in 0..t.min(period).trailing_zeros() {
             let rotated = builder.rotate(acc, 1 << k);
             acc = builder.add(acc, rotated);
         }
         if t > 1 {
             // Slots (i, r ≠ 0) hold partial sums; keep y at (i, 0) where the entry exists.
-            let runs = geometry.valid[co]
+            let runs = valid[co]
                 .iter()
                 .flat_map(|&(start, end)| start..end)
                 .map(|i| Run {
@@ -299,18 +320,30 @@ pub fn interleaved(
                 })
                 .collect();
             acc = builder.multiply_plain(acc, Plaintext::Fill { runs, value: 1.0 });
-            for k in 0..geometry.replicate_steps() {
+            for k in 0..t.trailing_zeros() {
                 let rotated = builder.rotate(acc, ((t - 1) << k) as i64);
                 acc = builder.add(acc, rotated);
             }
         }
         registers.push(acc);
     }
-    let layout = Layout::interleaved_relabelled(output_shape, slots, period, outputs, column);
-    Cipher {
-        registers,
-        layout: Arc::new(layout),
+    registers
+}
+
+/// What [`fold_and_replicate`] adds to `schedule`'s counts with `t` replicas of period `p`.
+pub(super) fn tail_counts(schedule: &Schedule, t: usize, period: usize) -> Counts {
+    let tail = (t.min(period).trailing_zeros() + t.trailing_zeros()) as usize;
+    let mut counts = Counts::default();
+    for co in 0..schedule.outputs {
+        if schedule.output_terms(co) == 0 {
+            counts.additions += 1; // the zero chunk
+            continue;
+        }
+        counts.rotations += tail;
+        counts.additions += tail;
+        counts.plaintext_multiplications += usize::from(t > 1);
     }
+    counts
 }
 
 /// Halevi–Shoup diagonal-method matrix–vector product with BSGS (CRYPTO 2014 §4; CRYPTO 2018 §4).
@@ -436,38 +469,17 @@ impl InterleavedGeometry {
         }
     }
 
-    /// `log2 min(t, period)`: the fold over the replicas `r` (only `r < period` hold products).
-    fn fold_steps(&self) -> u32 {
-        self.t.min(self.period).trailing_zeros()
-    }
-
-    /// `log2 t`: the replication back into IRP (none when `t = 1`).
-    fn replicate_steps(&self) -> u32 {
-        self.t.trailing_zeros()
-    }
-
     fn counts(&self) -> Counts {
-        let mut counts = self.schedule.counts();
-        let tail = (self.fold_steps() + self.replicate_steps()) as usize;
-        for co in 0..self.schedule.outputs {
-            if self.schedule.output_terms(co) == 0 {
-                counts.additions += 1; // the zero chunk
-                continue;
-            }
-            counts.rotations += tail;
-            counts.additions += tail;
-            counts.plaintext_multiplications += usize::from(self.t > 1);
-        }
-        counts
+        self.schedule.counts() + tail_counts(&self.schedule, self.t, self.period)
     }
 }
 
 /// Which (input ciphertext, output ciphertext, diagonal) products are not identically zero, and
 /// the baby-step giant-step split `g = a·baby + b` of the `diagonals`.
 #[derive(Debug)]
-struct Schedule {
+pub(super) struct Schedule {
     inputs: usize,
-    outputs: usize,
+    pub(super) outputs: usize,
     diagonals: usize,
     baby: usize,
     /// `nonzero[(ci·outputs + co)·diagonals + g]`.
@@ -481,7 +493,7 @@ struct Schedule {
 impl Schedule {
     /// The schedule of the nonzero products, with the baby-step count of fewest rotations
     /// (ties: fewer baby steps, which stay alive for the whole kernel).
-    fn new(
+    pub(super) fn new(
         inputs: usize,
         outputs: usize,
         diagonals: usize,
@@ -540,6 +552,13 @@ impl Schedule {
         (0..self.baby).filter(|&b| used[b]).collect()
     }
 
+    /// Whether some output needs input `ci`.
+    pub(super) fn input_used(&self, ci: usize) -> bool {
+        self.of_input[ci * self.diagonals..(ci + 1) * self.diagonals]
+            .iter()
+            .any(|&u| u)
+    }
+
     /// The giant steps `a` output `co` needs, ascending.
     fn giants(&self, co: usize) -> Vec<usize> {
         let mut used = vec![false; self.diagonals.div_ceil(self.baby)];
@@ -551,7 +570,7 @@ impl Schedule {
     }
 
     /// Nonzero products summed into output `co`.
-    fn output_terms(&self, co: usize) -> usize {
+    pub(super) fn output_terms(&self, co: usize) -> usize {
         (0..self.inputs)
             .map(|ci| {
                 (0..self.diagonals)
@@ -573,7 +592,7 @@ impl Schedule {
     }
 
     /// What [`Schedule::emit`] costs, as the builder counts it.
-    fn counts(&self) -> Counts {
+    pub(super) fn counts(&self) -> Counts {
         let hoisted_groups = (0..self.inputs)
             .filter(|&ci| self.babies(ci).iter().filter(|&&b| b > 0).count() >= 2)
             .count();
@@ -592,7 +611,7 @@ impl Schedule {
     /// each output `co` (`None` when it has no nonzero product); `plaintext(ci, co, g, rotation)`
     /// is diagonal `g` pre-rotated right by `rotation` slots. The input chunks share the giant
     /// rotation of an output, so giant steps cost `n_out` rotations each, baby steps `n_in`.
-    fn emit(
+    pub(super) fn emit(
         &self,
         builder: &mut Builder,
         inputs: &[Register],

@@ -4,6 +4,7 @@ pub mod convert;
 pub mod matvec;
 pub mod polynomial;
 pub mod reduce;
+pub mod stacked;
 
 /// Test support: runs a builder's instructions (input 0 in `input`, output 0 in `output`) on the
 /// `sim` backend and returns the output ciphertexts' slots.
