@@ -1,6 +1,7 @@
 //! How many times every encrypted softmax squares and renormalises ([`Decompose::
 //! softmax_squarings`], K): the smallest K for which `decompose`, `calibrate` and `approximate`
-//! all succeed.
+//! all succeed, and the approximated graph evaluates the calibration samples and the reference
+//! case inside every approximation's domain ([`check_in_domain`]).
 //!
 //! Why the smallest: each squaring adds a ct-ct square and a reciprocal (a polynomial start and
 //! Newton iterations, about 10 levels) to every softmax, so fewer squarings mean fewer levels
@@ -15,7 +16,8 @@
 //! [`Decompose::softmax_squarings`]: super::decompose::Decompose::softmax_squarings
 
 use super::CompileError;
-use cachemir_ir::{Graph, Op, ValueRef};
+use cachemir_ir::{Graph, Interpreter, Op, Precision, Tensor, ValueRef};
+use std::collections::HashMap;
 use std::fmt::Write;
 use std::ops::RangeInclusive;
 use thiserror::Error;
@@ -132,6 +134,50 @@ pub fn smallest_softmax_squarings<T>(
     })
 }
 
+/// Checks that the approximated `graph` evaluates every one of `cases` (name, inputs) with the
+/// reference interpreter (f64) without leaving an approximation's domain: the safety check of
+/// `--softmax-squarings auto`. A small K keeps the first reciprocal's domain just wide enough for
+/// the calibration samples (widened by the margin), and an input whose softmax denominator lies
+/// beyond them makes the polynomial start diverge (measured: the tiny GPT-2 decode step with
+/// K = 1 or 2, its reference case 0 reaching 8.68 against a domain of [0.245, 7.15] and 11.46
+/// against [0.571, 11.05]); K is accepted only when the calibration samples and the reference
+/// case (`--sample`) evaluate in range on the graph as it will be lowered. Inputs a case gives
+/// that the graph does not take are ignored, and a case whose input shapes are not the graph's
+/// is skipped.
+///
+/// Cost: one interpreter run per case.
+///
+/// # Errors
+/// [`CompileError::Calibration`] naming the first case that fails and the interpreter's error
+/// (the node, the value and the domain).
+pub fn check_in_domain<'a>(
+    graph: &Graph,
+    cases: impl IntoIterator<Item = (String, &'a HashMap<String, Tensor>)>,
+) -> Result<(), CompileError> {
+    let shapes: HashMap<&str, &[usize]> = graph
+        .inputs()
+        .iter()
+        .map(|i| (graph.input_name(i), graph.input_type(i).shape.as_slice()))
+        .collect();
+    let interpreter = Interpreter::new(graph, Precision::F64);
+    for (name, case) in cases {
+        let inputs: HashMap<String, Tensor> = case
+            .iter()
+            .filter(|(n, _)| shapes.contains_key(n.as_str()))
+            .map(|(n, t)| (n.clone(), t.clone()))
+            .collect();
+        // A case for another binding (e.g. a decode-step case for a generation plan's longer
+        // cache) says nothing about this graph.
+        if inputs.iter().any(|(n, t)| shapes[n.as_str()] != t.shape()) {
+            continue;
+        }
+        interpreter.run(&inputs).map_err(|e| {
+            CompileError::Calibration(format!("{name} evaluates out of range: {e}"))
+        })?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,6 +275,39 @@ mod tests {
         .unwrap();
         assert_eq!(one_row.squarings, 0);
         assert!(one_row.rejected.is_empty());
+    }
+
+    #[test]
+    fn an_input_beyond_the_calibrated_denominators_fails_the_domain_check() {
+        let choice = smallest_softmax_squarings(&graph(2, true), SQUARING_CANDIDATES, attempt)
+            .expect("some K compiles");
+        let samples = calibration().samples;
+        let named = samples.iter().map(|c| ("sample".to_string(), c));
+        check_in_domain(&choice.graph, named).expect("the calibration is in range");
+        // Row 1 with every entry at its maximum: the first denominator 8·e^0 = 8 after the
+        // shift, beyond the calibrated 1 + e^(−0.25/8) + … ≈ 7.3 widened by 10%.
+        let x = Tensor::F64(
+            ArrayD::from_shape_vec(
+                IxDyn(&[2, 8]),
+                (0..8)
+                    .map(|i| 30.0 + 0.25 * f64::from(i))
+                    .chain([31.75; 8])
+                    .collect(),
+            )
+            .unwrap(),
+        );
+        let beyond = HashMap::from([("x".to_string(), x)]);
+        let error = check_in_domain(&choice.graph, [("the wide case".to_string(), &beyond)])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with("calibration: the wide case evaluates out of range")
+                && error.contains("outside"),
+            "{error}"
+        );
+        // A case for other shapes is skipped.
+        let other = HashMap::from([("x".to_string(), Tensor::F64(ArrayD::zeros(IxDyn(&[3, 8]))))]);
+        check_in_domain(&choice.graph, [("other".to_string(), &other)]).unwrap();
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! the struct order, maps are sorted); [`PlanReport::text`] is the human-readable form and
 //! [`dot::dot`] the site-level dataflow graph.
 
+pub mod cache;
 pub mod depth;
 pub mod dot;
 pub mod keys;
@@ -22,6 +23,7 @@ use cachemir_ir::plan::{CostModel, Instruction, Parameters, Plan};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+pub use cache::{CachePoint, CacheScaling, LayerAttention};
 pub use keys::{KeySet, RelinearizationKey, RotationKey};
 pub use memory::Memory;
 pub use tally::Tally;
@@ -163,6 +165,10 @@ pub struct Decode {
     pub state_bytes: Option<u64>,
     /// Estimated latency of one token at `cache_length`.
     pub latency_ms_per_token: f64,
+    /// The latency split into its fixed and cache-length-dependent parts, and extrapolated to
+    /// other cache lengths ([`cache`]); `None` when the states are not in the token-interleaved
+    /// KV-cache layout.
+    pub cache_scaling: Option<CacheScaling>,
 }
 
 impl PlanReport {
@@ -245,7 +251,11 @@ impl PlanReport {
             plaintexts: plan.plaintexts.len(),
         };
 
-        let decode = decode(plan, parameters, total.tally.latency_ms);
+        let decode = decode(plan, parameters, total.tally.latency_ms).map(|mut d| {
+            d.cache_scaling =
+                CacheScaling::new(plan, d.cache_length, latency_of, |k| layer_of(plan, k));
+            d
+        });
         let mut warnings = Vec::new();
         match parameters {
             Some(p) if p.log_n != cost.log_n => warnings.push(format!(
@@ -282,6 +292,16 @@ impl PlanReport {
             decode,
             warnings,
         })
+    }
+
+    /// Tabulates the decode latency at `cache_lengths` (and the plan's own) instead of
+    /// [`cache::DEFAULT_CACHE_LENGTHS`]; nothing for a plan without a cache scaling.
+    pub fn set_cache_lengths(&mut self, cache_lengths: &[usize]) {
+        if let Some(d) = &mut self.decode
+            && let Some(scaling) = &mut d.cache_scaling
+        {
+            scaling.tabulate(d.cache_length, cache_lengths);
+        }
     }
 
     /// The JSON form (`docs/report.md`), pretty-printed.
@@ -427,6 +447,7 @@ fn decode(plan: &Plan, parameters: Option<&Parameters>, latency_ms: f64) -> Opti
         state_ciphertexts,
         state_bytes,
         latency_ms_per_token: latency_ms,
+        cache_scaling: None,
     })
 }
 

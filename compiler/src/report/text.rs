@@ -2,7 +2,7 @@
 //! mnemonic, the level profile, the bootstraps, the key set, weights, peak memory and the decode
 //! cost. `docs/report.md` explains how to read it.
 
-use super::{LayerReport, PlanReport};
+use super::{CacheScaling, LayerReport, PlanReport};
 use std::fmt::Write;
 
 impl PlanReport {
@@ -273,11 +273,66 @@ impl PlanReport {
             let _ = writeln!(
                 out,
                 "decode step: {} KV-cache states in {} ciphertexts{bytes}; cache length {}: \
-                 {:.1} ms per token (the plan is compiled for this cache length only)",
+                 {:.1} ms per token",
                 d.states, d.state_ciphertexts, d.cache_length, d.latency_ms_per_token
             );
+            match &d.cache_scaling {
+                Some(scaling) => cache_table(out, scaling),
+                None => {
+                    let _ = writeln!(
+                        out,
+                        "  (the states are not in the token-interleaved KV-cache layout: no \
+                         extrapolation to other cache lengths)"
+                    );
+                }
+            }
         }
     }
+}
+
+/// The decode latency split and its extrapolation to other cache lengths.
+fn cache_table(out: &mut String, s: &CacheScaling) {
+    let _ = writeln!(
+        out,
+        "  per token: {:.1} ms fixed + {:.1} ms attention over {} cache ciphertext{} per state \
+         ({} tokens each)",
+        s.fixed_ms,
+        s.attention_ms,
+        s.cache_ciphertexts,
+        if s.cache_ciphertexts == 1 { "" } else { "s" },
+        s.tokens_per_ciphertext
+    );
+    let layers: Vec<String> = s
+        .attention_by_layer
+        .iter()
+        .map(|l| {
+            let name = l.layer.map_or_else(|| "other".into(), |l| l.to_string());
+            format!("{name} {:.1}", l.attention_ms)
+        })
+        .collect();
+    let _ = writeln!(out, "  attention ms by layer: {}", layers.join(", "));
+    let _ = writeln!(
+        out,
+        "  {:>12} {:>12} {:>14}",
+        "cache length", "ciphertexts", "ms per token"
+    );
+    for p in &s.table {
+        let _ = writeln!(
+            out,
+            "  {:>12} {:>12} {:>14.1}{}",
+            p.cache_length,
+            p.cache_ciphertexts,
+            p.latency_ms,
+            if p.compiled { "  (this plan)" } else { "" }
+        );
+    }
+    let _ = writeln!(
+        out,
+        "  (extrapolated from this plan's cache length: the attention part — instructions on \
+         values of one cache ciphertext, found by following the KV-cache loads through the \
+         stream — times the ratio of cache ciphertexts, plus the fixed part; a plan compiled \
+         for another length places its bootstraps anew)"
+    );
 }
 
 fn layer_name(layer: &LayerReport) -> String {

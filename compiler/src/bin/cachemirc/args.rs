@@ -83,6 +83,10 @@ pub(crate) enum Command {
         /// (default 0, a lower bound).
         #[arg(long, value_name = "LEVEL", default_value_t = 0)]
         assume_level: u32,
+        /// Decode plans: the cache lengths (past positions) at which to estimate the latency per
+        /// token, extrapolated from the plan's own length (which is always listed).
+        #[arg(long, value_name = "N,N,…", value_delimiter = ',', default_values_t = cachemir_compiler::report::cache::DEFAULT_CACHE_LENGTHS)]
+        cache_lengths: Vec<usize>,
         /// Write to this file instead of standard output.
         #[arg(short, long)]
         output: Option<PathBuf>,
@@ -126,9 +130,10 @@ pub(crate) struct CompileArgs {
     pub(crate) precision_bits: u32,
     /// Squaring steps of each encrypted softmax: more steps narrow the exponent's domain and the
     /// first denominator's range, at two levels and one reciprocal each. `auto`: the smallest
-    /// count in 0..=4 for which decompose, calibrate and approximate succeed (the summary says
-    /// why each smaller one failed); fewer levels, but less headroom for inputs beyond the
-    /// calibrated ranges.
+    /// count in 0..=4 for which decompose, calibrate and approximate succeed and every
+    /// calibration sample and the `--sample` case evaluate inside every approximation's domain
+    /// (the summary says why each smaller one failed); fewer levels, but less headroom for
+    /// inputs beyond those.
     #[arg(long, value_name = "auto|K", default_value = "3", value_parser = parse_squarings)]
     pub(crate) softmax_squarings: Squarings,
     /// Fold an orthogonal rotation of the residual stream into the weights (RMSNorm models):

@@ -51,10 +51,13 @@ pub(crate) fn compile(args: CompileArgs) -> Result<()> {
             )));
         }
     }
-    let shapes = match &args.sample {
-        Some(case) => Case::load(case).map_err(input_error)?.input_shapes(),
-        None => HashMap::new(),
+    let sample = match &args.sample {
+        Some(case) => Some(Case::load(case).map_err(input_error)?),
+        None => None,
     };
+    let shapes = sample
+        .as_ref()
+        .map_or_else(HashMap::new, |case| case.input_shapes());
     let mut graph = load_model(&args.model, &args.import, shapes)?.graph;
     for name in &args.encrypt_from {
         graph
@@ -76,7 +79,12 @@ pub(crate) fn compile(args: CompileArgs) -> Result<()> {
         cachemir_compiler::generation::generation_calibration(calibration, generation, &graph)
             .map_err(|e| input_error(anyhow::anyhow!("--generation: calibration: {e}")))?;
     }
-    let passes = crate::tensor::run(&mut graph, &args, calibration)?;
+    let passes = crate::tensor::run(
+        &mut graph,
+        &args,
+        calibration,
+        sample.as_ref().map(|case| &case.inputs),
+    )?;
     if emit.lowers() {
         return write_plan(
             &graph,

@@ -5,12 +5,14 @@ use anyhow::{Context, Result};
 use std::path::Path;
 
 /// `cachemirc report PLAN`: the plan's report as text or JSON (docs/report.md), costed with the
-/// cost model at `cost_model` (default: the built-in CPU model).
+/// cost model at `cost_model` (default: the built-in CPU model); a decode plan's latency is
+/// also extrapolated to `cache_lengths`.
 pub(crate) fn report(
     plan: &Path,
     json: bool,
     cost_model: Option<&Path>,
     assume_level: u32,
+    cache_lengths: &[usize],
     output: Option<&Path>,
 ) -> Result<()> {
     use cachemir_compiler::report::{PlanReport, ReportOptions};
@@ -22,8 +24,9 @@ pub(crate) fn report(
     let options = ReportOptions {
         assumed_level: assume_level,
     };
-    let report = PlanReport::new(&plan, &cost, &options)
+    let mut report = PlanReport::new(&plan, &cost, &options)
         .map_err(|e| input_error(anyhow::anyhow!("{}: {e}", plan.name)))?;
+    report.set_cache_lengths(cache_lengths);
     let text = if json {
         let mut text = report.json();
         text.push('\n');

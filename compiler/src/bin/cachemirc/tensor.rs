@@ -12,11 +12,14 @@ use cachemir_compiler::passes::approximate::{
 use cachemir_compiler::passes::calibrate::{AssumeRanges, Calibrate, Calibration};
 use cachemir_compiler::passes::decompose::Decompose;
 use cachemir_compiler::passes::rotate_residual::RotateResidual;
-use cachemir_compiler::passes::squarings::{SQUARING_CANDIDATES, smallest_softmax_squarings};
+use cachemir_compiler::passes::squarings::{
+    SQUARING_CANDIDATES, check_in_domain, smallest_softmax_squarings,
+};
 use cachemir_compiler::passes::{CompileError, Pass, PassRecord, Pipeline, Recognize, Rewrite};
-use cachemir_ir::Graph;
 use cachemir_ir::printer::print_graph;
+use cachemir_ir::{Graph, Tensor};
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
 
 /// The passes before `decompose`: their result does not depend on the squaring count.
@@ -34,7 +37,10 @@ pub(crate) struct TensorPasses {
 }
 
 /// Runs the tensor-level passes on `graph` as `args` asks (`--stop-after`, `--dump-after`,
-/// `--softmax-squarings`), calibrating with `calibration` or `--assume-range`.
+/// `--softmax-squarings`), calibrating with `calibration` or `--assume-range`. With `auto`, a
+/// squaring count is accepted only when the calibration samples and `reference` (the
+/// `--sample` case's inputs) evaluate inside every approximation's domain
+/// ([`check_in_domain`]).
 ///
 /// # Errors
 /// An input error for an unknown pass name, missing calibration data, or a pass that fails
@@ -43,6 +49,7 @@ pub(crate) fn run(
     graph: &mut Graph,
     args: &CompileArgs,
     calibration: Option<Calibration>,
+    reference: Option<&HashMap<String, Tensor>>,
 ) -> Result<TensorPasses> {
     let stop_after = args.stop_after.as_deref();
     let needs_calibration =
@@ -69,8 +76,8 @@ pub(crate) fn run(
 
     let mut prefix = Pipeline::new().with(Recognize);
     if let Some(RotateResidualArg::Hadamard) = args.rotate_residual {
-        prefix =
-            prefix.with(RotateResidual::new(args.seed).with_samples(samples.unwrap_or_default()));
+        prefix = prefix
+            .with(RotateResidual::new(args.seed).with_samples(samples.clone().unwrap_or_default()));
     }
     let rewrite = Rc::new(RefCell::new(Rewrite::default()));
     prefix = prefix.with(SharedPass(rewrite.clone()));
@@ -156,6 +163,13 @@ pub(crate) fn run(
                 stopped = Some(g.clone());
             }
         })?;
+        let cases = samples
+            .iter()
+            .flatten()
+            .enumerate()
+            .map(|(i, s)| (format!("calibration sample {i}"), s))
+            .chain(reference.map(|r| ("the --sample case".to_string(), r)));
+        check_in_domain(g, cases)?;
         let sites = approximate.map(|a| std::mem::take(&mut a.borrow_mut().sites));
         Ok((records, sites, dumps, stopped))
     })
