@@ -353,10 +353,14 @@ fn check_against_plan(plan: &Plan, report: &PlanReport) {
     let get = |m: &str| counts.get(m).copied().unwrap_or(0);
     let t = &report.total.tally;
     assert_eq!(t.rotations, get("rot") + get("rot.h"));
-    assert_eq!(t.key_switches, get("rot") + get("rot.h") + get("mul"));
+    assert_eq!(t.relinearizations, get("mul") + get("relin"));
+    assert_eq!(
+        t.key_switches,
+        get("rot") + get("rot.h") + t.relinearizations
+    );
     assert_eq!(
         (t.ct_ct_mults, t.ct_pt_mults, t.scalar_mults),
-        (get("mul"), get("mul.p"), get("mul.s"))
+        (get("mul") + get("mul.nr"), get("mul.p"), get("mul.s"))
     );
     let by_mnemonic: BTreeMap<String, usize> =
         counts.iter().map(|(m, n)| (m.to_string(), *n)).collect();

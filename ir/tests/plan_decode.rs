@@ -82,6 +82,9 @@ fn small_plan() -> Plan {
     let sum = b.add(x, past);
     let difference = b.sub(sum, x);
     let product = b.multiply(difference, past);
+    let lazy = b.multiply_no_relinearize(difference, past);
+    let product = b.add(product, lazy);
+    let product = b.relinearize(product);
     let product = b.rescale(product);
     let weighted = b.multiply_plain(product, gather);
     let mut v = b.rescale(weighted);
@@ -90,7 +93,7 @@ fn small_plan() -> Plan {
     v = b.add_scalar(v, 0.5);
     let negated = b.negate(v);
     b.check(RangeCheck {
-        after: 11,
+        after: 14,
         register: negated,
         site: attention,
         low: -1.0,
@@ -190,7 +193,7 @@ fn the_small_plan_is_valid_and_leveled() {
     let plan = small_plan();
     plan.validate().unwrap();
     let t = trace(&plan).unwrap().unwrap();
-    assert_eq!(t.operating[17], Some(0)); // the bootstrap's input is at level 0
+    assert_eq!(t.operating[20], Some(0)); // the bootstrap's input is at level 0
     assert_eq!(
         decode_untrusted(&plan.to_bytes().unwrap()),
         Outcome::Accepted

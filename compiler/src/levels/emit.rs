@@ -315,6 +315,8 @@ fn rename(instruction: &Instruction, dst: Register, operands: &[Version]) -> Ins
         I::Add { .. } => I::Add { dst, a, b: b() },
         I::Sub { .. } => I::Sub { dst, a, b: b() },
         I::Multiply { .. } => I::Multiply { dst, a, b: b() },
+        I::MultiplyNoRelinearize { .. } => I::MultiplyNoRelinearize { dst, a, b: b() },
+        I::Relinearize { .. } => I::Relinearize { dst, a },
         I::AddPlain { plaintext, .. } => I::AddPlain {
             dst,
             a,

@@ -5,12 +5,14 @@
 //! Steps: the [`sites`] graph with levels consumed per edge (max-plus composition of the
 //! instruction-level rules in [`rules`]), the [`placement`] (dynamic program over levels of live
 //! values, KV-cache storage levels as decisions), then [`emit`], then the rotation-key set under
-//! a memory budget ([`keys`]).
+//! a memory budget ([`keys`]), then relinearization placement ([`relinearize`]: sums of products
+//! relinearized once).
 
 pub mod emit;
 pub mod keys;
 pub mod params;
 pub mod placement;
+pub mod relinearize;
 pub mod rules;
 pub mod select;
 pub mod sites;
@@ -42,6 +44,9 @@ pub struct LevelOptions {
     pub max_states: usize,
     /// Bytes the rotation keys may take ([`keys::minimise_keys`]); `None`: a key per step.
     pub key_budget_bytes: Option<u64>,
+    /// Relinearize sums of ciphertext products once ([`relinearize::lazy`]); `false`: every
+    /// product relinearized (`mul`).
+    pub lazy_relinearization: bool,
 }
 
 /// The default rotation-key budget: 16 GB (about a hundred N = 2^16 keys at the levels they are
@@ -50,7 +55,7 @@ pub const DEFAULT_KEY_BUDGET_BYTES: u64 = 16_000_000_000;
 
 impl LevelOptions {
     /// Defaults for `parameters`: KV-aware optimal placement, the default CPU cost model, 4,096
-    /// states per site, a 16 GB rotation-key budget.
+    /// states per site, a 16 GB rotation-key budget, lazy relinearization.
     pub fn new(parameters: Parameters) -> Self {
         Self {
             parameters,
@@ -58,6 +63,7 @@ impl LevelOptions {
             strategy: Strategy::Optimal(StatePolicy::Optimised),
             max_states: 4096,
             key_budget_bytes: Some(DEFAULT_KEY_BUDGET_BYTES),
+            lazy_relinearization: true,
         }
     }
 }
@@ -71,6 +77,8 @@ pub struct Leveled {
     pub bootstrapped_ciphertexts: usize,
     /// The rotation-key set.
     pub keys: keys::KeyChoice,
+    /// Relinearizations before and after [`relinearize::lazy`] (equal when it is off).
+    pub relinearization: relinearize::RelinearizationCounts,
 }
 
 /// Level pass errors.
@@ -156,6 +164,20 @@ pub fn assign_levels(
     let leveled = emit::emit(plan, &nodes, &placement, p, &bounds)?;
     let (leveled, keys) =
         keys::minimise_keys(&leveled, options.key_budget_bytes.unwrap_or(u64::MAX));
+    let relinearized = if options.lazy_relinearization {
+        relinearize::lazy(&leveled)
+    } else {
+        let n = relinearize::relinearizations(&leveled);
+        relinearize::Relinearized {
+            plan: leveled,
+            counts: relinearize::RelinearizationCounts {
+                before: n,
+                after: n,
+                lazy_sums: 0,
+            },
+        }
+    };
+    let (leveled, relinearization) = (relinearized.plan, relinearized.counts);
     cachemir_ir::plan::levels::trace(&leveled)?;
     let bootstrapped_ciphertexts = nodes
         .iter()
@@ -168,6 +190,7 @@ pub fn assign_levels(
         placement,
         bootstrapped_ciphertexts,
         keys,
+        relinearization,
     })
 }
 

@@ -22,6 +22,7 @@ pub fn needs(instruction: &Instruction) -> Needs {
     use Instruction as I;
     match instruction {
         I::Multiply { .. }
+        | I::MultiplyNoRelinearize { .. }
         | I::MultiplyPlain { .. }
         | I::MultiplyScalar { .. }
         | I::Store { .. } => Needs::DegreeOne,
@@ -34,7 +35,10 @@ pub fn needs(instruction: &Instruction) -> Needs {
 pub fn aligns_levels(instruction: &Instruction) -> bool {
     matches!(
         instruction,
-        Instruction::Add { .. } | Instruction::Sub { .. } | Instruction::Multiply { .. }
+        Instruction::Add { .. }
+            | Instruction::Sub { .. }
+            | Instruction::Multiply { .. }
+            | Instruction::MultiplyNoRelinearize { .. }
     )
 }
 
@@ -43,7 +47,10 @@ pub fn result_degree(instruction: &Instruction, operands: &[u8]) -> u8 {
     use Instruction as I;
     match instruction {
         I::Load { .. } => 1,
-        I::Multiply { .. } | I::MultiplyPlain { .. } | I::MultiplyScalar { .. } => 2,
+        I::Multiply { .. }
+        | I::MultiplyNoRelinearize { .. }
+        | I::MultiplyPlain { .. }
+        | I::MultiplyScalar { .. } => 2,
         _ => operands.first().copied().unwrap_or(1),
     }
 }

@@ -30,6 +30,7 @@ pub fn consumes_depth(instruction: &Instruction, leveled: bool) -> bool {
         matches!(
             instruction,
             Instruction::Multiply { .. }
+                | Instruction::MultiplyNoRelinearize { .. }
                 | Instruction::MultiplyPlain { .. }
                 | Instruction::MultiplyScalar { .. }
         )

@@ -79,7 +79,7 @@ pub fn key_set(plan: &Plan, levels: Option<&LevelTrace>) -> KeySet {
                     steps.entry(plan.normalise(s)).or_default().add(level);
                 }
             }
-            Instruction::Multiply { .. } => {
+            Instruction::Multiply { .. } | Instruction::Relinearize { .. } => {
                 relinearization.get_or_insert_with(Use::default).add(level);
             }
             _ => {}

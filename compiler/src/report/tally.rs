@@ -14,9 +14,12 @@ pub struct Tally {
     pub rotations: usize,
     /// `rot.h` instructions (hoisted groups: one shared decomposition each).
     pub hoisted_groups: usize,
-    /// Key switches: every rotation plus the relinearization of every `mul`.
+    /// Key switches: every rotation plus every relinearization.
     pub key_switches: usize,
-    /// Ciphertext × ciphertext multiplications (`mul`).
+    /// Relinearizations: the one inside every `mul` plus every `relin` (a sum of `mul.nr`
+    /// products relinearized once).
+    pub relinearizations: usize,
+    /// Ciphertext × ciphertext multiplications (`mul` and `mul.nr`).
     pub ct_ct_mults: usize,
     /// Ciphertext × plaintext multiplications (`mul.p`).
     pub ct_pt_mults: usize,
@@ -53,6 +56,12 @@ impl Tally {
             }
             Instruction::Multiply { .. } => {
                 self.ct_ct_mults += 1;
+                self.relinearizations += 1;
+                self.key_switches += 1;
+            }
+            Instruction::MultiplyNoRelinearize { .. } => self.ct_ct_mults += 1,
+            Instruction::Relinearize { .. } => {
+                self.relinearizations += 1;
                 self.key_switches += 1;
             }
             Instruction::MultiplyPlain { .. } => self.ct_pt_mults += 1,

@@ -198,6 +198,20 @@ impl PlanBuilder {
         })
     }
 
+    /// `mul.nr`: the ciphertext product `a · b` without relinearization (degree 2).
+    pub fn multiply_no_relinearize(&mut self, a: Register, b: Register) -> Register {
+        self.push(|dst| Instruction::MultiplyNoRelinearize {
+            dst,
+            a: Src(a),
+            b: Src(b),
+        })
+    }
+
+    /// `relin`: `a` (degree 2) relinearized to degree 1.
+    pub fn relinearize(&mut self, a: Register) -> Register {
+        self.push(|dst| Instruction::Relinearize { dst, a: Src(a) })
+    }
+
     /// `add.p`: `a` plus the plaintext `plaintext`.
     pub fn add_plain(&mut self, a: Register, plaintext: u32) -> Register {
         self.push(|dst| Instruction::AddPlain {

@@ -202,8 +202,19 @@ instructions! {
     Add = "add" { dst: Dst, a: Src, b: Src },
     /// `dst = a − b`.
     Sub = "sub" { dst: Dst, a: Src, b: Src },
-    /// `dst = a · b` slot-wise, relinearized.
+    /// `dst = a · b` slot-wise, relinearized (the tensor product, then one key switch with the
+    /// relinearization key).
     Multiply = "mul" { dst: Dst, a: Src, b: Src },
+    /// `dst = a · b` slot-wise without relinearization: the tensor product, a ciphertext of
+    /// degree 2 (three polynomials, decrypting under (1, s, s²)). Additions, subtractions and
+    /// plaintext or scalar operations accept it; everything else needs `relin` first
+    /// ([`super::validate_degrees`]). A sum of such products relinearizes once (lazy
+    /// relinearization; H. Chen, "Optimizing relinearization in circuits for homomorphic
+    /// encryption", arXiv:1711.06319, 2017).
+    MultiplyNoRelinearize = "mul.nr" { dst: Dst, a: Src, b: Src },
+    /// Relinearizes a degree-2 ciphertext back to degree 1: one key switch (of its s² component)
+    /// with the relinearization key; level and scale unchanged.
+    Relinearize = "relin" { dst: Dst, a: Src },
     /// `dst = a + p` with plaintext `p`.
     AddPlain = "add.p" { dst: Dst, a: Src, plaintext: Plain },
     /// `dst = a − p`.

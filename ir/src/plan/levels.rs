@@ -163,7 +163,7 @@ pub fn trace(plan: &Plan) -> Result<Option<LevelTrace>, LevelError> {
                 };
                 same(x, y).and(scaled)
             }
-            I::Multiply { a, b, .. } => {
+            I::Multiply { a, b, .. } | I::MultiplyNoRelinearize { a, b, .. } => {
                 let (x, y) = (state(&a.0), state(&b.0));
                 same(x, y)
                     .and_then(|()| rescaled(x))
@@ -188,6 +188,7 @@ pub fn trace(plan: &Plan) -> Result<Option<LevelTrace>, LevelError> {
             | I::SubPlain { a, .. }
             | I::AddScalar { a, .. }
             | I::Negate { a, .. }
+            | I::Relinearize { a, .. }
             | I::Rotate { a, .. }
             | I::RotateHoisted { a, .. } => Ok(Some(state(&a.0))),
             I::Rescale { a, .. } => {

@@ -1,4 +1,4 @@
-//! Plan (format version 3): the versioned program the runtime executes.
+//! Plan (format version 4): the versioned program the runtime executes.
 //!
 //! A plan holds everything a client and a server need and nothing of the compiler:
 //! - the **client program** (Tensor IR, JSON) from the raw model inputs to the tensors the client
@@ -26,6 +26,7 @@ pub mod isa;
 pub mod levels;
 pub mod parameters;
 pub mod plaintext;
+pub mod validate_degrees;
 
 pub use cost::{CostModel, CostModelError, LinearCost};
 pub use generation::{Generation, GenerationError};
@@ -46,7 +47,7 @@ use std::collections::BTreeMap;
 pub const PLAN_LAYOUT_BUDGET: usize = 1 << 29;
 
 /// The plan format version this crate reads and writes.
-pub const PLAN_FORMAT_VERSION: u32 = 3;
+pub const PLAN_FORMAT_VERSION: u32 = 4;
 const MAGIC: &[u8] = b"CACHEMIR-PLAN";
 
 /// A plan that cannot be read or is inconsistent.
@@ -62,6 +63,10 @@ pub enum PlanError {
     Invalid(String),
     #[error("invalid plan layout: {0}")]
     Layout(#[from] LayoutError),
+    /// A degree-2 ciphertext (`mul.nr`) fed to an instruction that needs degree 1, or a `relin`
+    /// of a degree-1 ciphertext ([`validate_degrees`]).
+    #[error("invalid plan: {0}")]
+    Degree(#[from] validate_degrees::DegreeError),
 }
 
 /// An encrypted tensor crossing the plan's boundary.
@@ -177,7 +182,8 @@ impl Plan {
 
     /// Checks what an executor relies on: version, layouts, register numbers, that every
     /// register is written before it is read, plaintext and input/output indices, rotation steps
-    /// listed, and one site per instruction. The slot count is a power of two up to
+    /// listed, one site per instruction, and the ciphertext-degree rule ([`validate_degrees`]:
+    /// degree-2 values only where accepted). The slot count is a power of two up to
     /// [`MAX_SLOTS`](crate::layout::MAX_SLOTS), and a plan declares no more registers than its
     /// instructions write, so what an executor allocates per slot or register is bounded by the
     /// plan's size.
@@ -317,6 +323,7 @@ impl Plan {
                 _ => {}
             }
         }
+        validate_degrees::degrees(self)?;
         Ok(())
     }
 

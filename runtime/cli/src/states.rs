@@ -113,6 +113,7 @@ impl StateCodec for SimStates {
             depth: u32_at(12),
             scale_bits: f64_at(16),
             level: (level != u32::MAX).then_some(level),
+            ciphertext_degree: 1,
         })
     }
 }
@@ -291,6 +292,7 @@ mod tests {
             depth: 3,
             scale_bits: 40.0,
             level: Some(7),
+            ciphertext_degree: 1,
         };
         let bytes = codec.serialize(&ct).unwrap();
         assert_eq!(bytes.len(), SIM_HEADER + 32);

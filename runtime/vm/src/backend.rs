@@ -76,6 +76,26 @@ pub trait Backend {
         b: &Self::Ciphertext,
     ) -> Result<Self::Ciphertext, BackendError>;
 
+    /// `a · b` slot-wise without relinearization (`mul.nr`): a degree-2 ciphertext (three
+    /// polynomials) that `add`, `sub` and the plaintext and scalar operations accept and
+    /// [`Backend::relinearize`] brings back to degree 1. The default multiplies with
+    /// relinearization ([`Backend::mul`]): a backend without degree-2 ciphertexts computes the
+    /// same values and saves no key switch.
+    fn mul_no_relinearize(
+        &self,
+        a: &Self::Ciphertext,
+        b: &Self::Ciphertext,
+    ) -> Result<Self::Ciphertext, BackendError> {
+        self.mul(a, b)
+    }
+
+    /// Relinearizes a degree-2 ciphertext (`relin`: one key switch with the relinearization
+    /// key). The default returns `a` unchanged, the counterpart of the default
+    /// [`Backend::mul_no_relinearize`].
+    fn relinearize(&self, a: &Self::Ciphertext) -> Result<Self::Ciphertext, BackendError> {
+        Ok(a.clone())
+    }
+
     /// `a + p` with `p` encoded at `a`'s level and scale.
     fn add_plain(
         &self,

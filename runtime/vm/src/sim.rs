@@ -5,7 +5,9 @@
 //! to 0), the scale in bits (fresh: log2 Δ; a product adds its operands' bits, a plaintext or a
 //! scalar counting as fresh; `rescale` subtracts log2 Δ; a bootstrap returns a fresh scale) and
 //! the level where known (a fresh encryption is at the top level, `level.down` and `boot` set it,
-//! `rescale` lowers it by one).
+//! `rescale` lowers it by one), and the ciphertext degree (polynomials less one: 1 for a fresh,
+//! relinearized or bootstrapped ciphertext, 2 for a `mul.nr` product and anything `add`, `sub` or
+//! a plaintext or scalar operation computes from one, back to 1 after `relin`).
 //!
 //! **Levels.** A plan without [`Parameters`] has unbounded levels: [`SimBackend::new`] uses
 //! Δ = 2^[`FRESH_SCALE_BITS`], encrypts without a level, and only values are checked. For a
@@ -18,7 +20,10 @@
 //! is the trace's; at run time the VM rejects a `boot` whose input has an occupied slot outside
 //! [−1, 1] ([`VmError::BootstrapRange`]: a real bootstrap would return garbage), reading the
 //! values through [`Backend::peek`]. The backend itself refuses what no CKKS backend can do:
-//! `rescale` at level 0 and `level.down` to a higher level.
+//! `rescale` at level 0, `level.down` to a higher level, and a degree-2 ciphertext where the rule
+//! of `cachemir_ir::plan::validate_degrees` needs degree 1 (`mul`, `mul.nr`, rotations,
+//! `rescale`, `boot`) or a `relin` of a degree-1 one (the VM checks the rule
+//! statically too, in `Plan::validate`).
 //!
 //! [`execute`] keeps the shape of the first executor: slot vectors in, slot vectors out.
 
@@ -39,6 +44,8 @@ pub struct SimCiphertext {
     pub depth: u32,
     pub scale_bits: f64,
     pub level: Option<u32>,
+    /// Polynomials less one: 2 for an unrelinearized product (`mul.nr`), else 1.
+    pub ciphertext_degree: u8,
 }
 
 /// The `sim` backend over `slots` slots.
@@ -108,15 +115,23 @@ impl SimBackend {
         })
     }
 
-    /// Slot-wise `f` of two ciphertexts; `product` marks a multiplication for the bookkeeping.
+    /// Slot-wise `f` of two ciphertexts; `product` marks a multiplication for the bookkeeping
+    /// (`Some(degree)`: the ciphertext degree of the product, its operands of degree 1).
     fn binary(
         &self,
         a: &SimCiphertext,
         b: &SimCiphertext,
-        product: bool,
+        product: Option<u8>,
         f: impl Fn(f64, f64) -> f64,
     ) -> Result<SimCiphertext, BackendError> {
         self.check_len("the second operand", b.values.len())?;
+        if product.is_some() {
+            relinearized(a, "ciphertext product")?;
+            relinearized(b, "ciphertext product")?;
+        }
+        let ciphertext_degree =
+            product.unwrap_or_else(|| a.ciphertext_degree.max(b.ciphertext_degree));
+        let product = product.is_some();
         let values = a.values.iter().zip(&b.values).map(|(&x, &y)| f(x, y));
         Ok(SimCiphertext {
             values: values.collect(),
@@ -127,6 +142,7 @@ impl SimBackend {
                 a.scale_bits.max(b.scale_bits)
             },
             level: min_level(a.level, b.level),
+            ciphertext_degree,
         })
     }
 
@@ -145,6 +161,7 @@ impl SimBackend {
             depth: a.depth + u32::from(product),
             scale_bits: a.scale_bits + if product { self.fresh_scale_bits } else { 0.0 },
             level: a.level,
+            ciphertext_degree: a.ciphertext_degree,
         })
     }
 
@@ -168,7 +185,20 @@ impl SimCiphertext {
             depth: self.depth,
             scale_bits: self.scale_bits,
             level: self.level,
+            ciphertext_degree: self.ciphertext_degree,
         }
+    }
+}
+
+/// Refuses a degree-2 ciphertext where `what` needs a relinearized one.
+fn relinearized(a: &SimCiphertext, what: &str) -> Result<(), BackendError> {
+    if a.ciphertext_degree == 1 {
+        Ok(())
+    } else {
+        Err(BackendError::Mismatch(format!(
+            "{what} of a degree-{} ciphertext (not relinearized): relin first",
+            a.ciphertext_degree
+        )))
     }
 }
 
@@ -191,15 +221,37 @@ impl Backend for SimBackend {
     }
 
     fn add(&self, a: &SimCiphertext, b: &SimCiphertext) -> Result<SimCiphertext, BackendError> {
-        self.binary(a, b, false, |x, y| x + y)
+        self.binary(a, b, None, |x, y| x + y)
     }
 
     fn sub(&self, a: &SimCiphertext, b: &SimCiphertext) -> Result<SimCiphertext, BackendError> {
-        self.binary(a, b, false, |x, y| x - y)
+        self.binary(a, b, None, |x, y| x - y)
     }
 
     fn mul(&self, a: &SimCiphertext, b: &SimCiphertext) -> Result<SimCiphertext, BackendError> {
-        self.binary(a, b, true, |x, y| x * y)
+        self.binary(a, b, Some(1), |x, y| x * y)
+    }
+
+    fn mul_no_relinearize(
+        &self,
+        a: &SimCiphertext,
+        b: &SimCiphertext,
+    ) -> Result<SimCiphertext, BackendError> {
+        self.binary(a, b, Some(2), |x, y| x * y)
+    }
+
+    fn relinearize(&self, a: &SimCiphertext) -> Result<SimCiphertext, BackendError> {
+        if a.ciphertext_degree != 2 {
+            return Err(BackendError::Mismatch(format!(
+                "relinearization of a degree-{} ciphertext: nothing to relinearize",
+                a.ciphertext_degree
+            )));
+        }
+        Ok(SimCiphertext {
+            values: a.values.clone(),
+            ciphertext_degree: 1,
+            ..a.clone_meta()
+        })
     }
 
     fn add_plain(
@@ -242,10 +294,21 @@ impl Backend for SimBackend {
     }
 
     fn rotate(&self, a: &SimCiphertext, step: i32) -> Result<SimCiphertext, BackendError> {
+        relinearized(a, "rotation")?;
         Ok(self.rotated(a, step))
     }
 
+    fn rotate_hoisted(
+        &self,
+        a: &SimCiphertext,
+        steps: &[i32],
+    ) -> Result<Vec<SimCiphertext>, BackendError> {
+        relinearized(a, "hoisted rotation")?;
+        Ok(steps.iter().map(|&s| self.rotated(a, s)).collect())
+    }
+
     fn rescale(&self, a: &SimCiphertext) -> Result<SimCiphertext, BackendError> {
+        relinearized(a, "rescale")?;
         if a.level == Some(0) {
             return Err(BackendError::Failed(
                 "rescale at level 0: no level left".into(),
@@ -256,6 +319,7 @@ impl Backend for SimBackend {
             depth: a.depth,
             scale_bits: a.scale_bits - self.fresh_scale_bits,
             level: a.level.map(|l| l - 1),
+            ciphertext_degree: 1,
         })
     }
 
@@ -281,11 +345,13 @@ impl Backend for SimBackend {
         level: u32,
         scale: f64,
     ) -> Result<SimCiphertext, BackendError> {
+        relinearized(a, "bootstrap")?;
         Ok(SimCiphertext {
             values: a.values.iter().map(|v| v * scale).collect(),
             depth: 0,
             scale_bits: self.fresh_scale_bits,
             level: Some(level),
+            ciphertext_degree: 1,
         })
     }
 
@@ -310,6 +376,7 @@ impl Client for SimBackend {
             depth: 0,
             scale_bits: self.fresh_scale_bits,
             level: self.top_level,
+            ciphertext_degree: 1,
         })
     }
 
@@ -359,4 +426,54 @@ pub fn execute_with_report(
     inputs: &[Vec<Vec<f64>>],
 ) -> Result<(Vec<Vec<Vec<f64>>>, Report), VmError> {
     run_cleartext(&SimBackend::for_plan(plan), plan, tensors, inputs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn degree_two_products_are_tracked_and_refused_where_relinearization_is_needed() {
+        let sim = SimBackend::new(4);
+        let x = sim.encrypt(&[1.0, 2.0, 3.0, 4.0]).unwrap();
+        let y = sim.encrypt(&[0.5, -1.0, 2.0, 0.0]).unwrap();
+        let lazy = sim.mul_no_relinearize(&x, &y).unwrap();
+        let eager = sim.mul(&x, &y).unwrap();
+        assert_eq!((lazy.ciphertext_degree, eager.ciphertext_degree), (2, 1));
+        // Sums, plaintext and scalar operations keep degree 2 (a degree-1 operand promoted).
+        let sum = sim.add(&lazy, &eager).unwrap();
+        let sum = sim.sub(&sum, &x).unwrap();
+        let sum = sim.add_scalar(&sum, 1.0).unwrap();
+        let sum = sim.negate(&sum).unwrap();
+        let p = PlainSlots {
+            index: 0,
+            values: &[1.0, 1.0, 1.0, 1.0],
+        };
+        let sum = sim.add_plain(&sum, p).unwrap();
+        let sum = sim.level_down(&sum, 0).unwrap();
+        assert_eq!(sum.ciphertext_degree, 2);
+        assert_eq!(sum.values, [0.0, 6.0, -9.0, 4.0]);
+        for refused in [
+            sim.rotate(&sum, 1).map(|_| ()),
+            sim.rotate_hoisted(&sum, &[1]).map(|_| ()),
+            sim.rescale(&sum).map(|_| ()),
+            sim.bootstrap(&sum, 4, 0, 1.0).map(|_| ()),
+            sim.mul(&sum, &x).map(|_| ()),
+            sim.mul_no_relinearize(&x, &sum).map(|_| ()),
+            sim.relinearize(&x).map(|_| ()),
+        ] {
+            let e = refused.unwrap_err();
+            assert!(matches!(e, BackendError::Mismatch(_)), "{e}");
+        }
+        assert_eq!(
+            sim.rotate(&sum, 1).unwrap_err().to_string(),
+            "operands do not match: rotation of a degree-2 ciphertext (not relinearized): relin \
+             first"
+        );
+        let relinearized = sim.relinearize(&sum).unwrap();
+        assert_eq!(relinearized.ciphertext_degree, 1);
+        assert_eq!(relinearized.values, sum.values);
+        assert_eq!(relinearized.scale_bits, sum.scale_bits);
+        assert_eq!(sim.rotate(&relinearized, 1).unwrap().values[0], 6.0);
+    }
 }

@@ -326,6 +326,16 @@ impl<'p> Vm<'p> {
                     dst.0,
                     backend.mul(read(a.0)?, read(b.0)?).map_err(backend_error)?,
                 )],
+                Instruction::MultiplyNoRelinearize { dst, a, b } => vec![(
+                    dst.0,
+                    backend
+                        .mul_no_relinearize(read(a.0)?, read(b.0)?)
+                        .map_err(backend_error)?,
+                )],
+                Instruction::Relinearize { dst, a } => vec![(
+                    dst.0,
+                    backend.relinearize(read(a.0)?).map_err(backend_error)?,
+                )],
                 Instruction::AddPlain { dst, a, plaintext }
                 | Instruction::SubPlain { dst, a, plaintext }
                 | Instruction::MultiplyPlain { dst, a, plaintext } => {

@@ -194,6 +194,11 @@ impl Timer {
                 let rlk = rlk()?;
                 time(runs, || Ok(eval.mul_relin(&a, &b, rlk)?))?.0
             }
+            "mul.nr" => time(runs, || Ok(eval.mul_no_relin(&a, &b)?))?.0,
+            "relin" => {
+                let (rlk, product) = (rlk()?, eval.mul_no_relin(&a, &b)?);
+                time(runs, || Ok(eval.relinearize(&product, rlk)?))?.0
+            }
             "mul.p" => time(runs, || Ok(eval.mul_plain(&a, &encode(scale)?)?))?.0,
             "add.p" => time(runs, || Ok(eval.add_plain(&a, &encode(a.scale())?)?))?.0,
             "sub.p" => time(runs, || Ok(eval.sub_plain(&a, &encode(a.scale())?)?))?.0,
@@ -297,7 +302,7 @@ pub fn run(args: &BenchArgs, plan_path: &Path, output: &Path) -> Result<()> {
     };
     let mut kg = KeyGenerator::new(&ctx)?;
     let sk = kg.secret_key();
-    let rlk = key_level(&["mul"])
+    let rlk = key_level(&["mul", "relin"])
         .map(|l| kg.relin_key(&sk, l as usize))
         .transpose()?;
     let steps: Vec<i64> = (1..=usage.hoisted_steps.clamp(1, MAX_HOISTED_STEPS) as i64).collect();

@@ -1,6 +1,10 @@
 //! [`CpuBackend`]: the plan instruction set on RNS-CKKS ciphertexts.
 //!
-//! Every value is a degree-1 ciphertext (relinearized) with a **scale degree** d ∈ {1, 2} and the
+//! Every value is a ciphertext of degree 1 (two polynomials, relinearized) or, between a `mul.nr`
+//! and its `relin`, of degree 2 (three polynomials: `add`, `sub` — a degree-1 operand promoted —,
+//! the plaintext and scalar operations and `level.down` work on every polynomial; everything
+//! else refuses it,
+//! the rule of `cachemir_ir::plan::validate_degrees`), with a **scale degree** d ∈ {1, 2} and the
 //! scale S_ℓ^d of its level (see [`super::setup`]): fresh encryptions, `boot` outputs and
 //! `rescale` results have d = 1; `mul`, `mul.p` and `mul.s` give d = 2 (plaintexts and
 //! constants encoded at S_ℓ); `rescale` of d = 2 lands exactly on S_{ℓ−1}; `add.p`/`sub.p`
@@ -16,8 +20,8 @@
 //!   with the plan's `scale` and the scale S_ℓ of the output level folded into EvalMod's output
 //!   scale ([`Bootstrapper::bootstrap_scaled`]), then dropped to the target level.
 //!
-//! Rotations are one key switch each; `rot.h` decomposes its input once and shares it across
-//! steps (hoisting). Plaintexts are encoded just in time at the instruction's level and scale
+//! Rotations, `mul` and `relin` are one key switch each (`mul.nr` none); `rot.h` decomposes its
+//! input once and shares it across steps (hoisting). Plaintexts are encoded just in time at the instruction's level and scale
 //! and kept in a [`PlaintextCache`] bounded by [`CpuOptions::plaintext_cache_bytes`].
 
 use std::collections::BTreeMap;
@@ -329,6 +333,27 @@ impl CpuBackend {
         }
     }
 
+    /// Refuses a degree-2 ciphertext (three polynomials) where `what` needs a relinearized one.
+    fn relinearized(&self, a: &CpuCiphertext, what: &str) -> Result<(), BackendError> {
+        if a.ct.degree() == 1 {
+            Ok(())
+        } else {
+            Err(BackendError::Mismatch(format!(
+                "{what} of a degree-{} ciphertext (not relinearized): relin first",
+                a.ct.degree()
+            )))
+        }
+    }
+
+    fn relinearization_key(&self, what: &str) -> Result<&RelinKey, BackendError> {
+        self.relin
+            .as_ref()
+            .ok_or_else(|| BackendError::Unsupported {
+                backend: "cpu",
+                what: format!("{what} without a relinearization key"),
+            })
+    }
+
     fn count_key_switch(&self, n: u64) {
         lock(&self.stats).key_switches += n;
     }
@@ -399,6 +424,29 @@ impl CpuBackend {
         x.set_scale(rescaled.scale() * k);
         Ok(x)
     }
+
+    /// Degree 2 of three polynomials (an unrelinearized sum) from level ℓ to `level` < ℓ at
+    /// exactly S_level²: multiplies by the integer round(S_level²·q_ℓ/S_ℓ²) first and rescales
+    /// after, so that the rescale's rounding — which decryption multiplies by s², far larger than
+    /// s — lands at the full scale S_level² rather than at S_ℓ²/q_ℓ as in
+    /// [`CpuBackend::lower_degree_two`] (26 bits against 31 at ToyBootN12). `None` when the
+    /// integer does not fit (a scale chain climbing by more than 2 bits a level).
+    fn lower_unrelinearized(
+        &self,
+        ct: &Ciphertext,
+        level: usize,
+    ) -> Option<Result<Ciphertext, CkksError>> {
+        let q = self.params.context().params().q[ct.level()] as f64;
+        let k = (self.params.scale(level, 2) * q / ct.scale()).round();
+        if k >= (1u64 << 62) as f64 {
+            return None;
+        }
+        Some((|| {
+            let mut x = self.eval.mul_integer(ct, k as i64)?;
+            x.set_scale(ct.scale() * k);
+            self.eval.level_down(&self.eval.rescale(&x)?, level)
+        })())
+    }
 }
 
 impl Backend for CpuBackend {
@@ -425,13 +473,38 @@ impl Backend for CpuBackend {
     fn mul(&self, a: &CpuCiphertext, b: &CpuCiphertext) -> Result<CpuCiphertext, BackendError> {
         self.degree_one(a, "mul")?;
         self.degree_one(b, "mul")?;
-        let relin = self.relin.as_ref().ok_or(BackendError::Unsupported {
-            backend: "cpu",
-            what: "ct-ct multiplication without a relinearization key".into(),
-        })?;
+        self.relinearized(a, "mul")?;
+        self.relinearized(b, "mul")?;
+        let relin = self.relinearization_key("ct-ct multiplication")?;
         let out = self.eval.mul_relin(&a.ct, &b.ct, relin).map_err(ckks)?;
         self.count_key_switch(1);
         Ok(self.wrap(out, 2))
+    }
+
+    fn mul_no_relinearize(
+        &self,
+        a: &CpuCiphertext,
+        b: &CpuCiphertext,
+    ) -> Result<CpuCiphertext, BackendError> {
+        self.degree_one(a, "mul.nr")?;
+        self.degree_one(b, "mul.nr")?;
+        self.relinearized(a, "mul.nr")?;
+        self.relinearized(b, "mul.nr")?;
+        let out = self.eval.mul_no_relin(&a.ct, &b.ct).map_err(ckks)?;
+        Ok(self.wrap(out, 2))
+    }
+
+    fn relinearize(&self, a: &CpuCiphertext) -> Result<CpuCiphertext, BackendError> {
+        if a.ct.degree() != 2 {
+            return Err(BackendError::Mismatch(format!(
+                "relinearization of a degree-{} ciphertext: nothing to relinearize",
+                a.ct.degree()
+            )));
+        }
+        let relin = self.relinearization_key("relinearization")?;
+        let out = self.eval.relinearize(&a.ct, relin).map_err(ckks)?;
+        self.count_key_switch(1);
+        Ok(self.wrap(out, a.degree))
     }
 
     fn add_plain(
@@ -480,6 +553,7 @@ impl Backend for CpuBackend {
     }
 
     fn rotate(&self, a: &CpuCiphertext, step: i32) -> Result<CpuCiphertext, BackendError> {
+        self.relinearized(a, "rotation")?;
         // Keys are per step modulo the plan's slots (sparse packing repeats the slots).
         let step = i64::from(step).rem_euclid(self.slots as i64);
         let out = self.eval.rotate(&a.ct, step, &self.galois).map_err(ckks)?;
@@ -492,6 +566,7 @@ impl Backend for CpuBackend {
         a: &CpuCiphertext,
         steps: &[i32],
     ) -> Result<Vec<CpuCiphertext>, BackendError> {
+        self.relinearized(a, "hoisted rotation")?;
         let steps: Vec<i64> = steps
             .iter()
             .map(|&s| i64::from(s).rem_euclid(self.slots as i64))
@@ -511,6 +586,7 @@ impl Backend for CpuBackend {
                 "rescale of a ciphertext at scale Δ^1".into(),
             ));
         }
+        self.relinearized(a, "rescale")?;
         let out = self.eval.rescale(&a.ct).map_err(ckks)?;
         Ok(self.wrap(out, 1))
     }
@@ -527,7 +603,13 @@ impl Backend for CpuBackend {
         }
         let out = match a.degree {
             1 => self.lower_degree_one(&a.ct, to),
-            _ => self.lower_degree_two(&a.ct, to),
+            _ => match (a.ct.degree() == 2)
+                .then(|| self.lower_unrelinearized(&a.ct, to))
+                .flatten()
+            {
+                Some(lowered) => lowered,
+                None => self.lower_degree_two(&a.ct, to),
+            },
         };
         Ok(self.wrap(out.map_err(ckks)?, a.degree))
     }
@@ -540,6 +622,7 @@ impl Backend for CpuBackend {
         scale: f64,
     ) -> Result<CpuCiphertext, BackendError> {
         self.degree_one(a, "boot")?;
+        self.relinearized(a, "boot")?;
         let n = bootstrap_slots(self.slots, slots);
         let bootstrapper = self
             .bootstrappers

@@ -65,7 +65,7 @@ impl KeyRequirements {
                 }
             };
             match instruction {
-                Instruction::Multiply { .. } => {
+                Instruction::Multiply { .. } | Instruction::Relinearize { .. } => {
                     req.relinearization = Some(req.relinearization.map_or(level, |l| l.max(level)));
                 }
                 Instruction::Rotate { step, .. } => rotate(step.0),
