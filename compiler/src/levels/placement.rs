@@ -387,11 +387,10 @@ pub fn optimal(problem: &Problem<'_>) -> Result<Placement, PlacementError> {
         for key in bucket_keys {
             let members = buckets.remove(&key).expect("listed");
             let mut front: Vec<Candidate> = Vec::new();
+            let mut levels = Dominance::new(next_live.len());
             for candidate in members {
-                let dominated = front
-                    .iter()
-                    .any(|k| k.0.iter().zip(&candidate.0).all(|(a, b)| a >= b));
-                if !dominated {
+                if !levels.dominated(&candidate.0) {
+                    levels.insert(&candidate.0);
                     front.push(candidate);
                     if front.len() >= 4 * share {
                         exact = false;
@@ -458,6 +457,59 @@ pub fn optimal(problem: &Problem<'_>) -> Result<Placement, PlacementError> {
         exact,
         greedy_fallback: false,
     })
+}
+
+/// The level vectors of a Pareto front, for the question the front is built by: is a new vector
+/// dominated, i.e. some kept vector at least as high in every coordinate? Kept vectors are
+/// grouped by their coordinate sum (a dominating vector's sum is at least the new one's) and
+/// each group keeps its coordinate-wise maximum (a group whose maximum is below the new vector
+/// somewhere holds no dominating vector), so most groups are skipped without a comparison: fronts
+/// of thousands of states over dozens of live values are checked against every candidate.
+struct Dominance {
+    width: usize,
+    /// Per coordinate sum: the vectors (flat, `width` each), their count and coordinate maxima.
+    by_sum: Vec<(Vec<u32>, usize, Vec<u32>)>,
+}
+
+impl Dominance {
+    fn new(width: usize) -> Self {
+        Self {
+            width,
+            by_sum: Vec::new(),
+        }
+    }
+
+    fn sum(levels: &[u32]) -> usize {
+        levels.iter().map(|&l| l as usize).sum()
+    }
+
+    /// Whether a kept vector is at least `levels` in every coordinate.
+    fn dominated(&self, levels: &[u32]) -> bool {
+        let sum = Self::sum(levels);
+        self.by_sum.iter().skip(sum).any(|(flat, count, maxima)| {
+            *count > 0
+                && maxima.iter().zip(levels).all(|(m, l)| m >= l)
+                && (self.width == 0
+                    || flat
+                        .chunks_exact(self.width)
+                        .any(|kept| kept.iter().zip(levels).all(|(k, l)| k >= l)))
+        })
+    }
+
+    fn insert(&mut self, levels: &[u32]) {
+        let sum = Self::sum(levels);
+        let width = self.width;
+        if self.by_sum.len() <= sum {
+            self.by_sum
+                .resize_with(sum + 1, || (Vec::new(), 0, vec![0; width]));
+        }
+        let (flat, count, maxima) = &mut self.by_sum[sum];
+        flat.extend_from_slice(levels);
+        *count += 1;
+        for (m, &l) in maxima.iter_mut().zip(levels) {
+            *m = (*m).max(l);
+        }
+    }
 }
 
 /// Every combination of decisions, depth first with a cost bound (tests: a few nodes only).
@@ -760,6 +812,28 @@ mod tests {
                 }
                 (Err(_), None) => {}
                 _ => prop_assert!(false, "dp {dp:?} exhaustive {all:?}"),
+            }
+        }
+    }
+
+    proptest! {
+        /// The grouped dominance check answers as a scan over every kept vector would, on
+        /// fronts built the way [`optimal`] builds them (a vector kept when not dominated).
+        #[test]
+        fn dominance_equals_a_scan(
+            width in 0usize..=5,
+            vectors in proptest::collection::vec(proptest::collection::vec(0u32..6, 5), 0..300),
+        ) {
+            let mut grouped = Dominance::new(width);
+            let mut kept: Vec<Vec<u32>> = Vec::new();
+            for v in &vectors {
+                let v = &v[..width];
+                let scan = kept.iter().any(|k| k.iter().zip(v).all(|(a, b)| a >= b));
+                prop_assert_eq!(grouped.dominated(v), scan);
+                if !scan {
+                    grouped.insert(v);
+                    kept.push(v.to_vec());
+                }
             }
         }
     }

@@ -104,6 +104,54 @@ impl Builder {
         }
     }
 
+    /// An empty builder whose fresh registers continue this one's numbering: what a kernel builds
+    /// on it can be costed by its counts and then [`Builder::append`]ed, giving the instructions
+    /// building here directly would have (kernels that try alternatives build each once).
+    pub fn scratch(&self) -> Builder {
+        let mut scratch = Builder::new(self.slots);
+        scratch.registers = self.registers;
+        scratch
+    }
+
+    /// Appends what was built on `scratch` (from [`Builder::scratch`] of this builder, with
+    /// nothing built here since) at the current site: its plaintexts interned here in order of
+    /// first use, as building here would have interned them.
+    ///
+    /// # Panics
+    /// If `scratch` did not start from this builder's registers, or recorded sites or range
+    /// checks (a compiler bug).
+    pub fn append(&mut self, scratch: Builder) {
+        assert!(
+            scratch.registers >= self.registers
+                && scratch.sites.len() == 1
+                && scratch.checks.is_empty(),
+            "a scratch builder of this builder, without sites or checks"
+        );
+        let mut interned: Vec<Option<Plain>> = vec![None; scratch.plaintexts.len()];
+        let mut plaintexts: Vec<Option<Plaintext>> =
+            scratch.plaintexts.into_iter().map(Some).collect();
+        for mut instruction in scratch.instructions {
+            if let Instruction::AddPlain { plaintext, .. }
+            | Instruction::SubPlain { plaintext, .. }
+            | Instruction::MultiplyPlain { plaintext, .. } = &mut instruction
+            {
+                let index = plaintext.0 as usize;
+                *plaintext = match interned[index] {
+                    Some(p) => p,
+                    None => {
+                        let p = self.plaintext(plaintexts[index].take().expect("interned once"));
+                        interned[index] = Some(p);
+                        p
+                    }
+                };
+            }
+            self.push(instruction);
+        }
+        self.registers = scratch.registers;
+        self.rotations.extend(scratch.rotations);
+        self.counts = self.counts + scratch.counts;
+    }
+
     /// Attributes the following instructions to a new site.
     pub fn enter_site(&mut self, name: &str, source: &str, layer: Option<u32>) {
         self.sites.push(Site {

@@ -65,20 +65,35 @@ fn gather_in_steps(
         && rotations > REPLICATE_SEPARATELY_ABOVE
         && let Some(single) = one_copy(target, &positions, origin)
     {
-        // Try both on scratch builders (register numbers are only labels there) and keep the
-        // cheaper by the cost model.
-        let in_two_steps = |b: &mut Builder| {
-            let first = gather_in_steps(b, sources, &single, origin, None, false);
-            gather_in_steps(b, &[&first], target, &|e| Some((0, e)), care, false)
-        };
-        let mut two = Builder::new(slots);
-        in_two_steps(&mut two);
-        let mut one = Builder::new(slots);
-        gather_in_steps(&mut one, sources, target, origin, care, false);
+        // Both on scratch builders continuing this one's register numbering, and the cheaper by
+        // the cost model appended: the instructions building here would have given.
+        let mut two = b.scratch();
+        let first = gather_in_steps(&mut two, sources, &single, origin, None, false);
+        let in_two_steps =
+            gather_in_steps(&mut two, &[&first], target, &|e| Some((0, e)), care, false);
+        let mut one = b.scratch();
+        let direct = emit(&mut one, sources, target, care, groups);
         if super::matvec::cost(&two.counts) < super::matvec::cost(&one.counts) {
-            return in_two_steps(b);
+            b.append(two);
+            return in_two_steps;
         }
+        b.append(one);
+        return direct;
     }
+    emit(b, sources, target, care, groups)
+}
+
+/// The instructions of a cover's `groups`: hoisted rotations per source ciphertext, masks where
+/// a group's rotated ciphertext brings slots that must stay clean, doubling for whole-ciphertext
+/// broadcasts, and the sum per target ciphertext.
+fn emit(
+    b: &mut Builder,
+    sources: &[&Cipher],
+    target: &Layout,
+    care: Option<&[Vec<bool>]>,
+    groups: Vec<(Key, Vec<SlotRun>)>,
+) -> Cipher {
+    let slots = b.slots;
     // Whether a group's rotated ciphertext can be used unmasked.
     let occupied: Vec<Vec<usize>> = sources
         .iter()
@@ -134,9 +149,11 @@ fn gather_in_steps(
             per_target.entry(k.target_part).or_default().push(g);
         }
         for (target_part, members) in per_target {
+            // The progression search is quadratic in the steps: only where doubling applies.
+            let unmasked = members.len() >= 4 && members.iter().all(|&g| !masks[g]);
             let steps: Vec<usize> = members.iter().map(|&g| groups[g].0.step as usize).collect();
-            match progression(&steps, slots) {
-                Some((start, delta, n)) if n >= 4 && members.iter().all(|&g| !masks[g]) => {
+            match unmasked.then(|| progression(&steps, slots)).flatten() {
+                Some((start, delta, n)) => {
                     let sum = strided_sum(b, register, delta, n);
                     contributions[target_part as usize].push(b.rotate(sum, start as i64));
                 }
@@ -177,6 +194,34 @@ struct Key {
     target_part: u32,
     step: u32,
 }
+
+/// Multiply-rotate hashing of the four words of a [`Key`] (Fx-style): the cover hashes a key
+/// per wanted run, millions for a long KV cache, where SipHash's resistance to chosen keys buys
+/// nothing (the keys come from the compiler).
+#[derive(Default, Clone, Copy)]
+struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u32(&mut self, word: u32) {
+        self.write_u64(u64::from(word));
+    }
+
+    fn write_u64(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+type KeyMap<V> = HashMap<Key, V, std::hash::BuildHasherDefault<KeyHasher>>;
 
 /// `len` consecutive global target slots (`ciphertext · slots + slot`) from `start`.
 #[derive(Clone, Copy, Debug)]
@@ -277,27 +322,33 @@ fn candidates(
 /// Greedy cover: each wanted slot joins its most popular candidate (ties: the smaller key).
 /// Returns the groups sorted by key, each with its target slots as ascending runs.
 fn cover(wanted: &[Want], candidates: &[Key]) -> Vec<(Key, Vec<SlotRun>)> {
-    let mut popularity: HashMap<Key, u64> = HashMap::new();
+    // Popularity per candidate entry, looked up once rather than at every comparison.
+    let mut popularity_of: Vec<u64> = Vec::new();
     if wanted.iter().any(|w| w.count > 1) {
+        let mut popularity: KeyMap<u64> = KeyMap::default();
         for w in wanted {
             for k in &candidates[w.first as usize..(w.first + w.count) as usize] {
                 *popularity.entry(*k).or_insert(0) += u64::from(w.run.len);
             }
         }
+        popularity_of = candidates.iter().map(|k| popularity[k]).collect();
     }
-    let mut group_of: HashMap<Key, usize> = HashMap::new();
+    let mut group_of: KeyMap<usize> = KeyMap::default();
     let mut grouped: Vec<(Key, Vec<SlotRun>)> = Vec::new();
     // Consecutive runs usually share their group: remember the last one to skip the hashing.
     let mut last: Option<(Key, usize)> = None;
     for w in wanted {
-        let keys = &candidates[w.first as usize..(w.first + w.count) as usize];
+        let range = w.first as usize..(w.first + w.count) as usize;
         let best = if w.count == 1 {
-            keys[0]
+            candidates[range.start]
         } else {
-            *keys
-                .iter()
-                .max_by(|x, y| popularity[x].cmp(&popularity[y]).then(y.cmp(x)))
-                .expect("at least one candidate")
+            candidates[range
+                .max_by(|&x, &y| {
+                    popularity_of[x]
+                        .cmp(&popularity_of[y])
+                        .then(candidates[y].cmp(&candidates[x]))
+                })
+                .expect("at least one candidate")]
         };
         let index = match last {
             Some((key, index)) if key == best => index,
@@ -432,16 +483,44 @@ fn progression(steps: &[usize], slots: usize) -> Option<(usize, usize, usize)> {
     None
 }
 
-/// Global positions (`ciphertext · slots + slot`) of every element of a layout, in slot order,
-/// stored flat (offsets per element) so layouts of millions of slots cost two passes.
+/// Global positions (`ciphertext · slots + slot`) of every element of a layout, in slot order.
+/// Layouts holding each element once (a KV cache, an attention product: millions of slots) are
+/// stored as one position per element, found in a single pass; replicated ones flat, with
+/// offsets per element (two passes).
 #[derive(Debug)]
 pub struct Positions {
+    /// Per element: its position, or [`EMPTY`] when held by no slot (each element held once).
+    once: Vec<u32>,
+    /// Offsets per element into `positions` (replicated layouts; empty otherwise).
     offsets: Vec<u32>,
     positions: Vec<u32>,
 }
 
 impl Positions {
     pub fn of(layout: &Layout) -> Self {
+        let mut once = vec![EMPTY; layout.elements()];
+        let mut replicated = false;
+        'scan: for (c, map) in layout.map.iter().enumerate() {
+            let base = c * layout.slots;
+            for (s, &e) in map.iter().enumerate() {
+                if e != EMPTY {
+                    let at = &mut once[e as usize];
+                    if *at != EMPTY {
+                        replicated = true;
+                        break 'scan;
+                    }
+                    *at = (base + s) as u32;
+                }
+            }
+        }
+        if !replicated {
+            return Self {
+                once,
+                offsets: Vec::new(),
+                positions: Vec::new(),
+            };
+        }
+        drop(once);
         let mut offsets = vec![0u32; layout.elements() + 1];
         for map in &layout.map {
             for &e in map {
@@ -464,12 +543,25 @@ impl Positions {
                 }
             }
         }
-        Self { offsets, positions }
+        Self {
+            once: Vec::new(),
+            offsets,
+            positions,
+        }
     }
 
     /// The positions of `element`.
     pub fn of_element(&self, element: usize) -> &[u32] {
-        &self.positions[self.offsets[element] as usize..self.offsets[element + 1] as usize]
+        if self.offsets.is_empty() {
+            let at = &self.once[element];
+            if *at == EMPTY {
+                &[]
+            } else {
+                std::slice::from_ref(at)
+            }
+        } else {
+            &self.positions[self.offsets[element] as usize..self.offsets[element + 1] as usize]
+        }
     }
 }
 
@@ -560,6 +652,65 @@ mod tests {
         // 16 = 2^4: four doubling rotations, no masks.
         assert_eq!(counts.rotations, 4);
         assert_eq!(counts.plaintext_multiplications, 0);
+    }
+
+    #[test]
+    fn positions_list_every_slot_of_every_element_in_slot_order() {
+        let mut replicated = Layout::interleaved(&[6], 32, 8);
+        replicated.map[0][5] = EMPTY;
+        for layout in [
+            Layout::row_major(&[5, 7], 16),
+            Layout::interleaved(&[12], 64, 8),
+            replicated,
+        ] {
+            let positions = Positions::of(&layout);
+            for e in 0..layout.elements() {
+                let scanned: Vec<u32> = (0..layout.ciphertexts() * layout.slots)
+                    .filter(|&p| layout.map[p / layout.slots][p % layout.slots] == e as u32)
+                    .map(|p| p as u32)
+                    .collect();
+                assert_eq!(positions.of_element(e), scanned, "element {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_kernel_built_on_a_scratch_builder_and_appended_is_built_as_directly() {
+        // A transpose across ciphertexts: rotations and masks (plaintexts interned after one
+        // the builder already holds, so the scratch builder's indices must be renumbered).
+        let input = Layout::row_major(&[6, 5], 8);
+        let output = Layout::row_major(&[5, 6], 8);
+        let origin = |e: usize| Some((0, (e % 6) * 5 + e / 6));
+        let start = |b: &mut Builder| {
+            let registers: Vec<Register> = (0..input.ciphertexts())
+                .map(|c| b.load(0, c as u32))
+                .collect();
+            let fill = Plaintext::Fill {
+                runs: slot_runs(0..3),
+                value: 2.0,
+            };
+            b.multiply_plain(registers[0], fill);
+            Cipher {
+                registers,
+                layout: Arc::new(input.clone()),
+            }
+        };
+        let mut direct = Builder::new(8);
+        let x = start(&mut direct);
+        let out = gather(&mut direct, &[&x], &output, &origin, None).registers;
+        let mut appended = Builder::new(8);
+        let x = start(&mut appended);
+        let mut scratch = appended.scratch();
+        let registers = gather(&mut scratch, &[&x], &output, &origin, None).registers;
+        appended.append(scratch);
+        assert!(direct.counts.rotations > 0 && direct.plaintexts.len() > 1);
+        assert_eq!(registers, out);
+        assert_eq!(appended.instructions, direct.instructions);
+        assert_eq!(appended.instruction_sites, direct.instruction_sites);
+        assert_eq!(appended.plaintexts, direct.plaintexts);
+        assert_eq!(appended.counts, direct.counts);
+        assert_eq!(appended.rotations, direct.rotations);
+        assert_eq!(appended.registers, direct.registers);
     }
 
     #[test]
