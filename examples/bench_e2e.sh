@@ -11,8 +11,8 @@
 #   bash examples/bench_e2e.sh [TOKENS] [OUT]            # 128-bit N16BootFull (~12 min per token
 #                                                        # on two cores)
 #   PARAMS=ToyBootN12 bash examples/bench_e2e.sh 2       # INSECURE toy set, minutes: a smoke run
-# Environment: MODELS (default ../shared/models), PARAMS (N16BootFull), CONTEXT (34: the
-# reference transcript's 18 prompt tokens and 16 generated ones),
+# Environment: MODELS (default ../shared/models), PARAMS (N16BootFull), CONTEXT (17: the
+# reference transcript's one prompt token and 16 generated ones),
 # SQUARINGS (2: softmax squarings; `auto` is the compiler's search), THREADS (all cores).
 set -euo pipefail
 
@@ -20,7 +20,7 @@ tokens=${1:-4}
 out=${2:-target/bench_e2e}
 models=${MODELS:-../shared/models}
 params=${PARAMS:-N16BootFull}
-context=${CONTEXT:-34}
+context=${CONTEXT:-17}
 squarings=${SQUARINGS:-2}
 insecure=()
 [[ $params == Toy* ]] && insecure=(--insecure)

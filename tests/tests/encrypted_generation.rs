@@ -76,7 +76,9 @@ fn check_run(models: &Path, out: &Path, params: &str, short: &str) -> bool {
         (0..steps.len()).collect::<Vec<_>>(),
         "{short}: the record must hold every step from 0 (a public prefix is not checked here)"
     );
-    let transcript = Transcript::load(models, &model);
+    // The script's transcript: onnxruntime's greedy generation of the same weights from a
+    // one-token prompt (`MODEL_decode_step_p15_ts17/generation.json`).
+    let transcript = Transcript::load(models, &format!("{short}_decode_step_p15_ts17"));
     let max_context = records[&0].max_context;
     let (graph, generation) = reference_generation_step(models, &model, max_context);
     let mut states = empty_states(&graph);
