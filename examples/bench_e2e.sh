@@ -13,7 +13,9 @@
 #   PARAMS=ToyBootN12 bash examples/bench_e2e.sh 2       # INSECURE toy set, minutes: a smoke run
 # Environment: MODELS (default ../shared/models), PARAMS (N16BootFull), CONTEXT (17: the
 # reference transcript's one prompt token and 16 generated ones),
-# SQUARINGS (2: softmax squarings; `auto` is the compiler's search), THREADS (all cores).
+# SQUARINGS (2: softmax squarings; `auto` is the compiler's search), SLOTS (4096: at period 128
+# the 17 cached and new tokens fit one ciphertext's 32 replicas; 2048 needs two, 43 bootstraps per
+# token instead of 37), THREADS (all cores).
 set -euo pipefail
 
 tokens=${1:-4}
@@ -22,6 +24,7 @@ models=${MODELS:-../shared/models}
 params=${PARAMS:-N16BootFull}
 context=${CONTEXT:-17}
 squarings=${SQUARINGS:-2}
+slots=${SLOTS:-4096}
 insecure=()
 [[ $params == Toy* ]] && insecure=(--insecure)
 threads=()
@@ -48,7 +51,7 @@ for model in tiny_llama tiny_gpt2; do
   if [[ ! -f $dir/plan.plan ]]; then
     "$bin/cachemirc" compile "$onnx" --calibration "$models/${model}_with_past_ts17/calib.json" \
       --generation --max-context "$context" --encrypt-from "$embedding" --params "$params" \
-      --slots 2048 --softmax-squarings "$squarings" "${insecure[@]}" -o "$dir/plan.plan" \
+      --slots "$slots" --softmax-squarings "$squarings" "${insecure[@]}" -o "$dir/plan.plan" \
       > "$dir/compile.txt"
   fi
   "$bin/cachemirc" report "$dir/plan.plan" > "$dir/report.txt"

@@ -3,7 +3,7 @@
 //! public program (public values the encrypted part reads) are cut out of the graph as Tensor IR;
 //! constants become weights read by reference.
 
-use super::select::{choose_period, kv_cache, stacked_rows};
+use super::select::{choose_period, kv_cache, rows_interleaved, stacked_rows};
 use super::value::Value;
 use super::{Builder, Counts, Interface};
 use cachemir_ir::plan::{Ciphertexts, Plan, State, TensorRef};
@@ -354,10 +354,15 @@ impl Lowering<'_> {
             .is_some_and(|t| t.secrecy == Secrecy::Encrypted)
     }
 
-    /// A value as ciphertexts (rows in interleaved packing when it must be converted).
+    /// A value as ciphertexts; when it must be converted, into stacked rows, or one row per
+    /// ciphertext for a broadcast view ([`Value::repeats_elements`]).
     pub fn materialize(&mut self, value: &Value) -> super::Cipher {
         let (slots, period) = (self.b.slots, self.period);
-        value.materialize(&mut self.b, &|shape| stacked_rows(shape, slots, period))
+        if value.repeats_elements() {
+            value.materialize(&mut self.b, &|shape| rows_interleaved(shape, slots, period))
+        } else {
+            value.materialize(&mut self.b, &|shape| stacked_rows(shape, slots, period))
+        }
     }
 
     /// The tensor a plaintext reads for public operand `v`: a weight (constants) or a public

@@ -31,6 +31,29 @@ impl Value {
         }
     }
 
+    /// Whether the value is a view that reads some source element more than once (a
+    /// broadcast, such as a new token's K/V repeated over the cache positions): its rows are
+    /// copies, cheapest materialized one row per ciphertext, where the copies are the same
+    /// instructions (merged by `lower::dedupe`) rather than a conversion into a stack.
+    pub fn repeats_elements(&self) -> bool {
+        let Value::View {
+            sources, origin, ..
+        } = self
+        else {
+            return false;
+        };
+        let mut offsets = Vec::with_capacity(sources.len());
+        let mut total = 0;
+        for source in sources {
+            offsets.push(total);
+            total += source.layout.elements();
+        }
+        let mut seen = vec![false; total];
+        origin
+            .iter()
+            .any(|&(s, e)| std::mem::replace(&mut seen[offsets[s as usize] + e as usize], true))
+    }
+
     /// `(sources, origin)`; `None` is the identity origin of a ciphertext (not materialized:
     /// ciphertexts of a long KV cache hold millions of elements).
     fn parts(&self) -> (Vec<Cipher>, Option<Origins>) {
