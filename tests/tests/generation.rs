@@ -36,6 +36,17 @@ fn generate_teacher_forced(model: &str) {
     let mut plan = cachemir_compiler::lower::dedupe::dedupe(&lowered.plan).0;
     plan.generation = Some(generation.clone());
     plan.validate().unwrap();
+    // The lowered step's operation counts: the masked KV write of a broadcast new token must
+    // stay a few shared instructions (a stacked conversion of it once cost 4× the plan).
+    insta::assert_snapshot!(
+        format!("{model}_generation_{MAX_CONTEXT}_counts"),
+        format!(
+            "{} instructions, {} rotation steps\n{:?}",
+            plan.instructions.len(),
+            plan.rotations.len(),
+            plan.counts()
+        )
+    );
     let weights: HashMap<TensorRef, Vec<f64>> = weight_values(&lowered, &graph)
         .into_iter()
         .map(|(name, (_, values))| (TensorRef::Weight(name), values))
