@@ -26,7 +26,7 @@
 //! [`crate::schedule`] reuses registers); a plan with a register written twice is returned
 //! unchanged.
 
-use cachemir_ir::plan::{Dst, Instruction, Plan, RangeCheck, Register, Src};
+use cachemir_ir::plan::{Dst, Instruction, Plan, RangeCheck, Register, Src, validate_degrees};
 
 /// Relinearizations before and after the pass (each `mul` counts one, each `relin` one).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -67,21 +67,9 @@ pub fn relinearizations(plan: &Plan) -> usize {
 }
 
 /// Whether `instruction` accepts a degree-2 operand and writes one register with the operand's
-/// degree (the rule of `cachemir_ir::plan::validate_degrees`, `free` aside).
+/// degree ([`validate_degrees::keeps_degree`] but `free`, which writes nothing).
 fn keeps_degree(instruction: &Instruction) -> bool {
-    use Instruction as I;
-    matches!(
-        instruction,
-        I::Add { .. }
-            | I::Sub { .. }
-            | I::AddPlain { .. }
-            | I::SubPlain { .. }
-            | I::MultiplyPlain { .. }
-            | I::AddScalar { .. }
-            | I::MultiplyScalar { .. }
-            | I::Negate { .. }
-            | I::LevelDown { .. }
-    )
+    validate_degrees::keeps_degree(instruction) && !matches!(instruction, Instruction::Free { .. })
 }
 
 /// `plan` with lazy relinearization where it pays (see the module documentation).

@@ -48,6 +48,26 @@ pub struct DegreeError {
     pub rule: DegreeRule,
 }
 
+/// Whether `instruction` accepts degree-2 operands and gives its result their largest degree:
+/// additions (a degree-1 operand is promoted), plaintext and scalar operations, negation,
+/// `level.down` and `free`.
+pub fn keeps_degree(instruction: &Instruction) -> bool {
+    use Instruction as I;
+    matches!(
+        instruction,
+        I::Add { .. }
+            | I::Sub { .. }
+            | I::AddPlain { .. }
+            | I::SubPlain { .. }
+            | I::MultiplyPlain { .. }
+            | I::AddScalar { .. }
+            | I::MultiplyScalar { .. }
+            | I::Negate { .. }
+            | I::LevelDown { .. }
+            | I::Free { .. }
+    )
+}
+
 /// The ciphertext degree of `instruction`'s result from its register operands' degrees (in
 /// [`Instruction::registers`] order), or the operand that breaks the rule. Instructions that
 /// write nothing give degree 1.
@@ -64,17 +84,10 @@ pub fn result_degree(instruction: &Instruction, operands: &[u8]) -> Result<u8, D
             .find(|(_, d)| **d > 1)
             .map(|(r, _)| *r)
     };
+    if keeps_degree(instruction) {
+        return Ok(operands.iter().copied().max().unwrap_or(1));
+    }
     match instruction {
-        I::Add { .. }
-        | I::Sub { .. }
-        | I::AddPlain { .. }
-        | I::SubPlain { .. }
-        | I::MultiplyPlain { .. }
-        | I::AddScalar { .. }
-        | I::MultiplyScalar { .. }
-        | I::Negate { .. }
-        | I::LevelDown { .. }
-        | I::Free { .. } => Ok(operands.iter().copied().max().unwrap_or(1)),
         I::Relinearize { a, .. } => match operands.first() {
             Some(2) => Ok(1),
             _ => Err(DegreeRule::NothingToRelinearize { register: a.0 }),
@@ -86,13 +99,9 @@ pub fn result_degree(instruction: &Instruction, operands: &[u8]) -> Result<u8, D
             }),
             None => Ok(2),
         },
-        I::Load { .. }
-        | I::Store { .. }
-        | I::Multiply { .. }
-        | I::Rotate { .. }
-        | I::RotateHoisted { .. }
-        | I::Rescale { .. }
-        | I::Bootstrap { .. } => match first_above_one() {
+        // Loads, stores, products, rotations, rescales and bootstraps (and any instruction
+        // added later, until it says otherwise) need relinearized operands.
+        _ => match first_above_one() {
             Some(register) => Err(DegreeRule::NotRelinearized {
                 register,
                 mnemonic: instruction.mnemonic(),

@@ -656,7 +656,7 @@ impl Schedule {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::lower::builder::Interface;
     use cachemir_ir::layout::EMPTY;
@@ -665,7 +665,7 @@ mod tests {
     use std::collections::HashMap;
 
     /// Deterministic values in [−1, 1) (xorshift).
-    fn values(seed: u64, n: usize) -> Vec<f64> {
+    pub(crate) fn values(seed: u64, n: usize) -> Vec<f64> {
         let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
         (0..n)
             .map(|_| {

@@ -247,23 +247,11 @@ pub fn rows_cost(
 mod tests {
     use super::*;
     use crate::lower::builder::Interface;
+    use crate::lower::kernels::matvec::tests::values;
     use cachemir_ir::layout::{EMPTY, Layout};
     use cachemir_ir::plan::{Ciphertexts, TensorRef};
     use proptest::prelude::*;
     use std::collections::HashMap;
-
-    /// Deterministic values in [−1, 1) (xorshift).
-    fn values(seed: u64, n: usize) -> Vec<f64> {
-        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                (s >> 11) as f64 / (1u64 << 52) as f64 - 1.0
-            })
-            .collect()
-    }
 
     /// Builds the kernel for `R` rows of `rows` entries in stacked rows of period `p`, runs it on
     /// the sim backend, checks every output slot (replicas and empty slots included) against
