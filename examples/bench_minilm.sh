@@ -11,13 +11,15 @@
 #   bash examples/bench_minilm.sh [OUT]                      # 128-bit N16BootFull
 #   PARAMS=ToyBootN12 bash examples/bench_minilm.sh OUT      # INSECURE toy set: a smoke run
 # Environment: MODELS (default ../shared/models), PARAMS (N16BootFull), CASES ("case0 case1":
-# batch 1 × 16 and 2 × 18 tokens), THREADS (all cores).
+# batch 1 × 16 and 2 × 18 tokens), KEY_BUDGET (6: GB of rotation keys; the default compile budget
+# of 16 GB leaves too little of a 24 GB machine for the run), THREADS (all cores).
 set -euo pipefail
 
 out=${1:-target/bench_minilm}
 models=${MODELS:-../shared/models}
 params=${PARAMS:-N16BootFull}
 cases=${CASES:-case0 case1}
+key_budget=${KEY_BUDGET:-6}
 insecure=()
 [[ $params == Toy* ]] && insecure=(--insecure)
 threads=()
@@ -39,7 +41,8 @@ for case in $cases; do
   sample=$models/$model/$case.json
   if [[ ! -f $dir/plan.plan ]]; then
     "$bin/cachemirc" compile "$models/$model.onnx" --calibration "$models/$model/calib.json" \
-      --sample "$sample" --encrypt-from "$embedding" --params "$params" "${insecure[@]}" \
+      --sample "$sample" --encrypt-from "$embedding" --params "$params" \
+      --key-budget "$key_budget" "${insecure[@]}" \
       -o "$dir/plan.plan" > "$dir/compile.txt"
   fi
   "$bin/cachemirc" report "$dir/plan.plan" > "$dir/report.txt"
