@@ -664,6 +664,38 @@ pub(crate) mod tests {
     use proptest::prelude::*;
     use std::collections::HashMap;
 
+    /// The kernel test's plan: `y` stored as output `y`, input `x` in `input`, weight `w`
+    /// (`rows × columns`); validated.
+    pub(crate) fn kernel_plan(
+        mut builder: Builder,
+        name: &str,
+        input: &Layout,
+        y: &Cipher,
+        rows: usize,
+        columns: usize,
+    ) -> cachemir_ir::plan::Plan {
+        for (part, &r) in y.registers.iter().enumerate() {
+            builder.store(r, 0, part as u32);
+        }
+        let plan = builder.finish(Interface {
+            name: name.into(),
+            weight_shapes: [("w".to_string(), vec![rows, columns])].into(),
+            inputs: vec![Ciphertexts {
+                name: "x".into(),
+                layout: input.clone(),
+                level: None,
+            }],
+            outputs: vec![Ciphertexts {
+                name: "y".into(),
+                layout: (*y.layout).clone(),
+                level: None,
+            }],
+            ..Interface::default()
+        });
+        plan.validate().unwrap();
+        plan
+    }
+
     /// Deterministic values in [−1, 1) (xorshift).
     pub(crate) fn values(seed: u64, n: usize) -> Vec<f64> {
         let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
@@ -716,26 +748,8 @@ pub(crate) mod tests {
             Which::Diagonal => diagonal(&mut builder, &x, &weight, &[columns]),
         };
         let counts = builder.counts - before;
-        for (p, &r) in y.registers.iter().enumerate() {
-            builder.store(r, 0, p as u32);
-        }
         let keys = builder.rotations.len();
-        let plan = builder.finish(Interface {
-            name: "matvec".into(),
-            weight_shapes: [("w".to_string(), vec![rows, columns])].into(),
-            inputs: vec![Ciphertexts {
-                name: "x".into(),
-                layout: input.clone(),
-                level: None,
-            }],
-            outputs: vec![Ciphertexts {
-                name: "y".into(),
-                layout: (*y.layout).clone(),
-                level: None,
-            }],
-            ..Interface::default()
-        });
-        plan.validate().unwrap();
+        let plan = kernel_plan(builder, "matvec", &input, &y, rows, columns);
         let xs = values(seed, rows);
         let w = values(seed ^ 0x5555, rows * columns);
         let tensors = HashMap::from([(TensorRef::Weight("w".into()), w.clone())]);

@@ -246,10 +246,9 @@ pub fn rows_cost(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lower::builder::Interface;
-    use crate::lower::kernels::matvec::tests::values;
+    use crate::lower::kernels::matvec::tests::{kernel_plan, values};
     use cachemir_ir::layout::{EMPTY, Layout};
-    use cachemir_ir::plan::{Ciphertexts, TensorRef};
+    use cachemir_ir::plan::TensorRef;
     use proptest::prelude::*;
     use std::collections::HashMap;
 
@@ -280,25 +279,7 @@ mod tests {
         };
         let y = stacked(&mut builder, &x, &weight, p, &[row_count, columns]);
         let counts = builder.counts;
-        for (c, &r) in y.registers.iter().enumerate() {
-            builder.store(r, 0, c as u32);
-        }
-        let plan = builder.finish(Interface {
-            name: "stacked".into(),
-            weight_shapes: [("w".to_string(), vec![rows, columns])].into(),
-            inputs: vec![Ciphertexts {
-                name: "x".into(),
-                layout: input.clone(),
-                level: None,
-            }],
-            outputs: vec![Ciphertexts {
-                name: "y".into(),
-                layout: (*y.layout).clone(),
-                level: None,
-            }],
-            ..Interface::default()
-        });
-        plan.validate().unwrap();
+        let plan = kernel_plan(builder, "stacked", &input, &y, rows, columns);
         let xs = values(seed, row_count * rows);
         let w = values(seed ^ 0x5555, rows * columns);
         let tensors = HashMap::from([(TensorRef::Weight("w".into()), w.clone())]);
